@@ -1,0 +1,2 @@
+//! tocsin: a SIA DC-09 alarm receiver.
+pub mod protocol;

@@ -1,1 +1,277 @@
-//! crypto
+//! DC-09 encryption (`spec/dc09.md` §10): AES-128/192/256 in CBC mode with an all-zero IV
+//! and the protocol's own pad instead of PKCS#7.
+//!
+//! The encrypted region is everything after the `[` that opens the data block up to the
+//! end of the timestamp, sent as hex. Its plaintext is `pad | content`, where the pad is
+//! 1–16 bytes that are never `|`, `[` or `]` and make the whole a multiple of 16 bytes.
+//! Randomness for the pad is lent by the caller: this module never draws it.
+
+use aes::{Aes128, Aes192, Aes256};
+use cbc::cipher::block_padding::NoPadding;
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+
+use super::hex;
+
+const BLOCK: usize = 16;
+const ZERO_IV: [u8; BLOCK] = [0; BLOCK];
+/// The largest pad a conforming sender writes; dc09_spt writes 17 on one edge, so reading
+/// accepts any length.
+pub const MAX_PAD: usize = 16;
+
+/// An AES key. The variant is chosen by its length, as DC-09 prescribes.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Key {
+    Aes128([u8; 16]),
+    Aes192([u8; 24]),
+    Aes256([u8; 32]),
+}
+
+/// Why a key could not be built from configuration text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key is {len} bytes; AES needs 16, 24 or 32")]
+    Length { len: usize },
+    #[error("hex key has a non-hex character or an odd number of digits")]
+    NotHex,
+    #[error("ASCII key contains a non-ASCII character")]
+    NotAscii,
+}
+
+/// How configuration text encodes a key. A 32-character key made of hex digits is both a
+/// valid AES-128 hex key and a valid AES-256 ASCII key, so the encoding is never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyEncoding {
+    Hex,
+    Ascii,
+}
+
+impl Key {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key, KeyError> {
+        if let Ok(k) = <[u8; 16]>::try_from(bytes) {
+            Ok(Key::Aes128(k))
+        } else if let Ok(k) = <[u8; 24]>::try_from(bytes) {
+            Ok(Key::Aes192(k))
+        } else if let Ok(k) = <[u8; 32]>::try_from(bytes) {
+            Ok(Key::Aes256(k))
+        } else {
+            Err(KeyError::Length { len: bytes.len() })
+        }
+    }
+
+    pub fn from_hex(text: &str) -> Result<Key, KeyError> {
+        let mut bytes = Vec::with_capacity(32);
+        hex::decode_into(text.trim().as_bytes(), &mut bytes).ok_or(KeyError::NotHex)?;
+        Key::from_bytes(&bytes)
+    }
+
+    pub fn from_ascii(text: &str) -> Result<Key, KeyError> {
+        if !text.is_ascii() {
+            return Err(KeyError::NotAscii);
+        }
+        Key::from_bytes(text.as_bytes())
+    }
+
+    pub fn parse(text: &str, encoding: KeyEncoding) -> Result<Key, KeyError> {
+        match encoding {
+            KeyEncoding::Hex => Key::from_hex(text),
+            KeyEncoding::Ascii => Key::from_ascii(text),
+        }
+    }
+
+    /// Key size in bits, for logs and status pages (never the key itself).
+    pub fn bits(&self) -> u16 {
+        match self {
+            Key::Aes128(_) => 128,
+            Key::Aes192(_) => 192,
+            Key::Aes256(_) => 256,
+        }
+    }
+
+    fn decrypt_blocks(&self, buf: &mut [u8]) -> Result<(), DecryptError> {
+        let res = match self {
+            Key::Aes128(k) => cbc::Decryptor::<Aes128>::new(k.into(), &ZERO_IV.into())
+                .decrypt_padded::<NoPadding>(buf)
+                .map(|_| ()),
+            Key::Aes192(k) => cbc::Decryptor::<Aes192>::new(k.into(), &ZERO_IV.into())
+                .decrypt_padded::<NoPadding>(buf)
+                .map(|_| ()),
+            Key::Aes256(k) => cbc::Decryptor::<Aes256>::new(k.into(), &ZERO_IV.into())
+                .decrypt_padded::<NoPadding>(buf)
+                .map(|_| ()),
+        };
+        res.map_err(|_| DecryptError::BlockLength { len: buf.len() })
+    }
+
+    fn encrypt_blocks(&self, buf: &mut [u8]) {
+        let len = buf.len();
+        // The caller always hands whole blocks, so NoPadding cannot fail; the result is
+        // ignored rather than unwrapped to keep this path panic-free by construction.
+        let _ = match self {
+            Key::Aes128(k) => cbc::Encryptor::<Aes128>::new(k.into(), &ZERO_IV.into())
+                .encrypt_padded::<NoPadding>(buf, len)
+                .map(|_| ()),
+            Key::Aes192(k) => cbc::Encryptor::<Aes192>::new(k.into(), &ZERO_IV.into())
+                .encrypt_padded::<NoPadding>(buf, len)
+                .map(|_| ()),
+            Key::Aes256(k) => cbc::Encryptor::<Aes256>::new(k.into(), &ZERO_IV.into())
+                .encrypt_padded::<NoPadding>(buf, len)
+                .map(|_| ()),
+        };
+    }
+}
+
+/// Keys never appear in logs or debug output, only their size.
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key(AES-{})", self.bits())
+    }
+}
+
+/// Why an encrypted region could not be opened. All of these look the same to the panel
+/// (a NAK): a wrong key produces garbage that fails one of these checks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    #[error("ciphertext is not hex")]
+    NotHex,
+    #[error("ciphertext is {len} bytes, not a non-zero multiple of 16")]
+    BlockLength { len: usize },
+    #[error("no pad terminator `|` and no `]` in the plaintext (wrong key?)")]
+    NoTerminator,
+}
+
+/// The opened plaintext, split at the pad terminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// What follows the pad: `data]` `[x…]`… `_timestamp`.
+    pub content: &'a [u8],
+    pub pad_len: usize,
+    /// False for senders (Hikvision `*NULL`) that end the pad at the data's `]` without a `|`.
+    pub pad_terminator: bool,
+}
+
+/// Decrypts the hex ciphertext `cipher_hex` into `plain` (cleared first) and splits off the
+/// pad.
+pub fn open<'p>(
+    key: &Key,
+    cipher_hex: &[u8],
+    plain: &'p mut Vec<u8>,
+) -> Result<Opened<'p>, DecryptError> {
+    plain.clear();
+    hex::decode_into(cipher_hex, plain).ok_or(DecryptError::NotHex)?;
+    if plain.is_empty() || plain.len() % BLOCK != 0 {
+        return Err(DecryptError::BlockLength { len: plain.len() });
+    }
+    key.decrypt_blocks(plain)?;
+    let plain: &'p [u8] = plain;
+    if let Some(bar) = plain.iter().position(|&b| b == b'|') {
+        let content = plain.get(bar + 1..).unwrap_or_default();
+        return Ok(Opened {
+            content,
+            pad_len: bar,
+            pad_terminator: true,
+        });
+    }
+    let close = plain
+        .iter()
+        .position(|&b| b == b']')
+        .ok_or(DecryptError::NoTerminator)?;
+    Ok(Opened {
+        content: plain.get(close..).unwrap_or_default(),
+        pad_len: close,
+        pad_terminator: false,
+    })
+}
+
+/// The pad length a conforming sender uses for `content_len` bytes after the terminator:
+/// the smallest making pad + `|` + content a multiple of 16, and 16 rather than 0.
+pub fn pad_len(content_len: usize) -> usize {
+    BLOCK - (content_len + 1) % BLOCK
+}
+
+/// Encrypts `pad | content` and appends it to `out` as upper-case hex. `random` supplies
+/// the pad bytes; bytes the pad may not contain are remapped.
+pub fn seal(key: &Key, content: &[u8], random: &[u8; MAX_PAD], out: &mut Vec<u8>) {
+    let pad = pad_len(content.len());
+    let mut buf = Vec::with_capacity(pad + 1 + content.len());
+    buf.extend(random.iter().take(pad).map(|&b| match b {
+        // Flipping the top bit moves a forbidden byte to a permitted one.
+        b'|' | b'[' | b']' => b ^ 0x80,
+        other => other,
+    }));
+    buf.push(b'|');
+    buf.extend_from_slice(content);
+    key.encrypt_blocks(&mut buf);
+    hex::encode_upper_into(&buf, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W4: &[u8] = b"3D2C28BC2387FA69EAC04FD24643985F1C4769E0CBCF6A63001FC729DF6B20FFAAE3C1B0528C26A70F4230361354FA2F";
+
+    #[test]
+    fn opens_worked_example_w4() {
+        let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
+        let mut plain = Vec::new();
+        let opened = open(&key, W4, &mut plain).unwrap();
+        assert_eq!(opened.content, b"#1234|Nri1/BA01]_12:00:10,01-15-2024");
+        assert_eq!(opened.pad_len, 11);
+        assert!(opened.pad_terminator);
+    }
+
+    #[test]
+    fn lower_case_ciphertext_opens() {
+        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let lower = W4.to_ascii_lowercase();
+        let mut plain = Vec::new();
+        assert!(open(&key, &lower, &mut plain).is_ok());
+    }
+
+    #[test]
+    fn wrong_key_fails() {
+        let key = Key::from_hex("00000000000000000000000000000000").unwrap();
+        let mut plain = Vec::new();
+        // A wrong key may by chance produce a `|`; the frame layer then fails on the
+        // content. Here it must at least not claim the right content.
+        if let Ok(o) = open(&key, W4, &mut plain) {
+            assert_ne!(o.content, b"#1234|Nri1/BA01]_12:00:10,01-15-2024");
+        }
+    }
+
+    #[test]
+    fn seal_then_open_every_key_size() {
+        for len in [16, 24, 32] {
+            let key = Key::from_bytes(&vec![7u8; len]).unwrap();
+            for content_len in 0..40 {
+                let content: Vec<u8> = (0..content_len).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut hex_out = Vec::new();
+                seal(&key, &content, &[b'|'; 16], &mut hex_out);
+                let mut plain = Vec::new();
+                let o = open(&key, &hex_out, &mut plain).unwrap();
+                assert_eq!(o.content, &content[..]);
+                assert!((1..=16).contains(&o.pad_len));
+            }
+        }
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            Key::from_ascii("AAAAAAAAAAAAAAAA").unwrap(),
+            Key::from_hex("41414141414141414141414141414141").unwrap()
+        );
+        assert_eq!(
+            Key::from_hex("0011").unwrap_err(),
+            KeyError::Length { len: 2 }
+        );
+        assert_eq!(Key::from_hex("001").unwrap_err(), KeyError::NotHex);
+        assert_eq!(
+            format!("{:?}", Key::from_bytes(&[1; 32]).unwrap()),
+            "Key(AES-256)"
+        );
+        assert_eq!(pad_len(47), 16);
+        assert_eq!(pad_len(36), 11);
+    }
+}

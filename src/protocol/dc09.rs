@@ -1,1 +1,720 @@
-//! dc09
+//! A DC-09 frame cut into its fields (`spec/dc09.md` §3), with the CRC and length checked
+//! (§4) and the vendor deviations of §12 tolerated and named.
+//!
+//! ```text
+//! <LF> <CRC:4> <0LLL:4> "<id>" <seq> [R<rcvr>] L<pref> #<acct> [ <data> ] {[<x>]} [_<ts>] <CR>
+//!                       \____________________ body: covered by CRC and LLL ____________/
+//! ```
+//!
+//! Parsing is two-step, like a TLS record: [`parse_frame`] checks the envelope and the
+//! header and borrows the payload; [`Frame::open`] then reads the payload, decrypting it
+//! into a buffer the caller lends when the frame is encrypted. Nothing here allocates for
+//! a clear frame except the list of extended blocks.
+
+use nom::bytes::complete::{tag, take_while_m_n};
+use nom::combinator::opt;
+use nom::{IResult, Parser};
+use time::UtcDateTime;
+
+use super::crc::{crc16, crc16_two};
+use super::crypto::{self, DecryptError, Key};
+use super::hex;
+use super::timestamp;
+
+/// Longest body a frame can declare (`0LLL` is three hex digits).
+pub const MAX_BODY_LEN: usize = 0xFFF;
+/// Longest frame on the wire: LF, CRC, length, body, CR, plus slack for the NULs and junk
+/// some senders leave after the CR.
+pub const MAX_FRAME_LEN: usize = 1 + 4 + 4 + MAX_BODY_LEN + 1 + 64;
+/// Longest ID token accepted; real ones are 3–8 characters.
+pub const MAX_TOKEN_LEN: usize = 32;
+/// Most extended-data blocks kept from one frame.
+pub const MAX_EXT_BLOCKS: usize = 64;
+
+/// How the CRC is written on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrcForm {
+    /// Four ASCII hex digits (the standard).
+    Ascii,
+    /// Two raw bytes, big-endian (Lupusec XT, Trikdis "DC-09_2012" mode). Replies use the
+    /// same form.
+    Binary,
+}
+
+/// A departure from the standard that a known sender makes and that tocsin accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Deviation {
+    BinaryCrc = 1 << 0,
+    CrInCrc = 1 << 1,
+    LowercaseHex = 1 << 2,
+    TrailingNul = 1 << 3,
+    LeadingGarbage = 1 << 4,
+    EmptyLine = 1 << 5,
+    NoAccount = 1 << 6,
+    NoPadTerminator = 1 << 7,
+    DecimalLength = 1 << 8,
+    TrailingGarbage = 1 << 9,
+}
+
+impl Deviation {
+    pub const ALL: [Deviation; 10] = [
+        Deviation::BinaryCrc,
+        Deviation::CrInCrc,
+        Deviation::LowercaseHex,
+        Deviation::TrailingNul,
+        Deviation::LeadingGarbage,
+        Deviation::EmptyLine,
+        Deviation::NoAccount,
+        Deviation::NoPadTerminator,
+        Deviation::DecimalLength,
+        Deviation::TrailingGarbage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deviation::BinaryCrc => "binary_crc",
+            Deviation::CrInCrc => "cr_in_crc",
+            Deviation::LowercaseHex => "lowercase_hex",
+            Deviation::TrailingNul => "trailing_nul",
+            Deviation::LeadingGarbage => "leading_garbage",
+            Deviation::EmptyLine => "empty_line",
+            Deviation::NoAccount => "no_account",
+            Deviation::NoPadTerminator => "no_pad_terminator",
+            Deviation::DecimalLength => "decimal_length",
+            Deviation::TrailingGarbage => "trailing_garbage",
+        }
+    }
+}
+
+/// A small set of [`Deviation`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deviations(u16);
+
+impl Deviations {
+    pub fn insert(&mut self, d: Deviation) {
+        self.0 |= d as u16;
+    }
+    pub fn contains(self, d: Deviation) -> bool {
+        self.0 & d as u16 != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = Deviation> {
+        Deviation::ALL
+            .into_iter()
+            .filter(move |d| self.contains(*d))
+    }
+}
+
+/// The account field of the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountField<'a> {
+    /// `#acct`, kept as the exact string (`008312` is not `8312`).
+    Number(&'a str),
+    /// `A0`: the fixed placeholder of a NAK.
+    Placeholder,
+    /// No account in the header (a deviation; the data block may carry one).
+    Missing,
+}
+
+impl<'a> AccountField<'a> {
+    pub fn number(&self) -> Option<&'a str> {
+        match self {
+            AccountField::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// The header of a frame: everything a reply must echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The ID token without the `*` (`SIA-DCS`, `ADM-CID`, `NULL`, …).
+    pub token: &'a str,
+    pub encrypted: bool,
+    pub seq: &'a str,
+    /// Receiver number digits without the `R`; `None` when the frame has no `R` field, so
+    /// that a reply never invents one.
+    pub receiver: Option<&'a str>,
+    /// Line (account prefix) digits without the `L`; may be empty.
+    pub line: &'a str,
+    pub account: AccountField<'a>,
+}
+
+/// A frame whose envelope checked out: CRC and length agree with the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub crc_form: CrcForm,
+    pub header: Header<'a>,
+    /// The bytes from `"` to the byte before CR: what CRC and length cover.
+    pub body: &'a [u8],
+    /// After the `[` that opens the data block, to the end of the body: clear content or
+    /// hex ciphertext.
+    pub payload: &'a [u8],
+    pub deviations: Deviations,
+}
+
+/// Why bytes are not a frame tocsin can accept. Each maps to one outcome label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("no LF start byte")]
+    NoStart,
+    #[error("frame is {len} bytes, more than the {max} allowed")]
+    TooLong { len: usize, max: usize },
+    #[error("malformed CRC or length field")]
+    Envelope,
+    #[error("no CR end byte")]
+    NoEnd,
+    #[error("length field says {declared} bytes, body has {actual}")]
+    Length { declared: usize, actual: usize },
+    #[error("CRC sent {sent:04X}, computed {computed:04X}")]
+    Crc { sent: u16, computed: u16 },
+    #[error("header syntax: {0}")]
+    Syntax(&'static str),
+}
+
+impl FrameError {
+    /// The short name used in metrics labels and `tocsin decode` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FrameError::NoStart | FrameError::NoEnd | FrameError::Envelope => "framing",
+            FrameError::TooLong { .. } => "too_long",
+            FrameError::Length { .. } => "length",
+            FrameError::Crc { .. } => "crc",
+            FrameError::Syntax(_) => "syntax",
+        }
+    }
+}
+
+/// Why the payload of a well-formed frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    #[error("frame is encrypted and no key is known for it")]
+    NoKey,
+    #[error("decryption failed: {0}")]
+    Decrypt(#[from] DecryptError),
+    #[error("encrypted content is malformed after decryption (wrong key?): {0}")]
+    DecryptedSyntax(&'static str),
+    #[error("content syntax: {0}")]
+    Syntax(&'static str),
+    #[error("timestamp is not a valid time")]
+    Timestamp,
+    #[error("encrypted frame has no timestamp")]
+    MissingTimestamp,
+}
+
+impl ContentError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ContentError::NoKey => "no_key",
+            ContentError::Decrypt(_) | ContentError::DecryptedSyntax(_) => "decrypt",
+            ContentError::Syntax(_) => "syntax",
+            ContentError::Timestamp | ContentError::MissingTimestamp => "timestamp",
+        }
+    }
+}
+
+/// One extended-data block `[X…]` (§7), the identifier kept even when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtBlock<'a> {
+    pub id: u8,
+    pub value: &'a [u8],
+}
+
+impl<'a> ExtBlock<'a> {
+    /// The whole block without brackets (`X019E12.3456`).
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(1 + self.value.len());
+        s.push(char::from(self.id));
+        s.push_str(&super::text::decode_w1252(self.value));
+        s
+    }
+}
+
+/// The readable part of a frame: data block, extended blocks and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content<'c> {
+    /// Inside the data block's brackets.
+    pub data: &'c [u8],
+    pub ext: Vec<ExtBlock<'c>>,
+    pub timestamp: Option<UtcDateTime>,
+    /// Pad length when the frame was encrypted.
+    pub pad_len: Option<usize>,
+    pub deviations: Deviations,
+}
+
+/// Cuts `input` — one frame as the codec delivered it, or one UDP datagram — into a
+/// [`Frame`].
+pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
+    if input.len() > MAX_FRAME_LEN + 64 {
+        return Err(FrameError::TooLong {
+            len: input.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let mut deviations = Deviations::default();
+    let start = input
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(FrameError::NoStart)?;
+    if start > 0 {
+        deviations.insert(Deviation::LeadingGarbage);
+    }
+    let after_lf = input.get(start + 1..).ok_or(FrameError::NoStart)?;
+    let envelope = envelope(after_lf, &mut deviations)?;
+    let body = envelope.body;
+
+    let computed = crc16(body);
+    if computed != envelope.crc {
+        if envelope.cr_in_length || crc16_two(body, b"\r") == envelope.crc {
+            if crc16_two(body, b"\r") != envelope.crc {
+                return Err(FrameError::Crc {
+                    sent: envelope.crc,
+                    computed: crc16_two(body, b"\r"),
+                });
+            }
+            deviations.insert(Deviation::CrInCrc);
+        } else {
+            return Err(FrameError::Crc {
+                sent: envelope.crc,
+                computed,
+            });
+        }
+    }
+
+    let (payload, header) = header(body).map_err(|e| match e {
+        nom::Err::Error(e) | nom::Err::Failure(e) => FrameError::Syntax(syntax_reason(e.code)),
+        nom::Err::Incomplete(_) => FrameError::Syntax("truncated header"),
+    })?;
+    if header.line.is_empty() {
+        deviations.insert(Deviation::EmptyLine);
+    }
+    if header.account == AccountField::Missing {
+        deviations.insert(Deviation::NoAccount);
+    }
+    if has_lowercase_hex(header.receiver.unwrap_or_default())
+        || has_lowercase_hex(header.line)
+        || (header.encrypted && has_lowercase_hex_bytes(payload))
+    {
+        deviations.insert(Deviation::LowercaseHex);
+    }
+    Ok(Frame {
+        crc_form: envelope.crc_form,
+        header,
+        body,
+        payload,
+        deviations,
+    })
+}
+
+struct Envelope<'a> {
+    crc_form: CrcForm,
+    crc: u16,
+    body: &'a [u8],
+    /// The sender counts the CR in the length (ELDES), so the CRC probably covers it too.
+    cr_in_length: bool,
+}
+
+/// Reads CRC and length, finds the body and the CR, and classifies what trails the CR.
+fn envelope<'a>(i: &'a [u8], deviations: &mut Deviations) -> Result<Envelope<'a>, FrameError> {
+    // ASCII form: 4 hex CRC digits, `0`, 3 hex length digits, `"`. Binary form: 2 raw CRC
+    // bytes, `0`, 3 hex, `"` (§12). The ASCII test goes first; a binary CRC whose bytes
+    // happen to be hex digits would need `0LLL"` at offset 4 as well, which the binary
+    // layout puts at offset 2.
+    let (crc_form, crc, len_field, body_start) = match i {
+        [c0, c1, c2, c3, b'0', l1, l2, l3, b'"', ..]
+            if [c0, c1, c2, c3].iter().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            let crc = hex::parse_u16(&[*c0, *c1, *c2, *c3]).ok_or(FrameError::Envelope)?;
+            if [c0, c1, c2, c3].iter().any(|b| b.is_ascii_lowercase()) {
+                deviations.insert(Deviation::LowercaseHex);
+            }
+            (CrcForm::Ascii, crc, [*l1, *l2, *l3], 8)
+        }
+        [c0, c1, b'0', l1, l2, l3, b'"', ..] => {
+            deviations.insert(Deviation::BinaryCrc);
+            (
+                CrcForm::Binary,
+                u16::from_be_bytes([*c0, *c1]),
+                [*l1, *l2, *l3],
+                6,
+            )
+        }
+        _ => return Err(FrameError::Envelope),
+    };
+    let declared = usize::from(hex::parse_u16(&len_field).ok_or(FrameError::Envelope)?);
+    let rest = i.get(body_start..).ok_or(FrameError::Envelope)?;
+
+    // The declared length says where the CR should be; when it isn't there, the first CR
+    // decides (a clear body never contains one and ciphertext is hex), and the length is
+    // then checked against what was found.
+    let mut cr_in_length = false;
+    let body_len = if rest.get(declared) == Some(&b'\r') {
+        declared
+    } else if declared > 0 && rest.get(declared - 1) == Some(&b'\r') {
+        cr_in_length = true;
+        declared - 1
+    } else {
+        let found = rest
+            .iter()
+            .position(|&b| b == b'\r')
+            .ok_or(FrameError::NoEnd)?;
+        let decimal = std::str::from_utf8(&len_field)
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok());
+        if decimal == Some(found) {
+            deviations.insert(Deviation::DecimalLength);
+        } else {
+            return Err(FrameError::Length {
+                declared,
+                actual: found,
+            });
+        }
+        found
+    };
+    let (body, tail) = rest.split_at_checked(body_len).ok_or(FrameError::NoEnd)?;
+    // `tail` starts with the CR.
+    let after_cr = tail.get(1..).unwrap_or_default();
+    if !after_cr.is_empty() {
+        if after_cr.iter().all(|&b| b == 0) {
+            deviations.insert(Deviation::TrailingNul);
+        } else {
+            deviations.insert(Deviation::TrailingGarbage);
+        }
+    }
+    Ok(Envelope {
+        crc_form,
+        crc,
+        body,
+        cr_in_length,
+    })
+}
+
+type ParseResult<'a, T> = IResult<&'a [u8], T>;
+
+fn ascii(b: &[u8]) -> &str {
+    // Callers only pass slices whose bytes were checked to be ASCII.
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// `"id"`: the ID token, with `*` marking encryption (§6).
+fn id_token(i: &[u8]) -> ParseResult<'_, (bool, &str)> {
+    let (i, _) = tag(&b"\""[..]).parse(i)?;
+    let (i, star) = opt(tag(&b"*"[..])).parse(i)?;
+    let (i, token) =
+        take_while_m_n(1, MAX_TOKEN_LEN, |b: u8| b.is_ascii_graphic() && b != b'"').parse(i)?;
+    let (i, _) = tag(&b"\""[..]).parse(i)?;
+    Ok((i, (star.is_some(), ascii(token))))
+}
+
+/// `seq`: four decimal digits (§8); shorter runs are accepted and echoed as sent.
+fn seq(i: &[u8]) -> ParseResult<'_, &str> {
+    let (i, digits) = take_while_m_n(1, 4, |b: u8| b.is_ascii_digit()).parse(i)?;
+    Ok((i, ascii(digits)))
+}
+
+/// `R<rcvr>`: optional receiver number, hex digits.
+fn receiver_no(i: &[u8]) -> ParseResult<'_, Option<&str>> {
+    let (i, r) = opt((
+        tag(&b"R"[..]),
+        take_while_m_n(0, 6, |b: u8| b.is_ascii_hexdigit()),
+    ))
+    .parse(i)?;
+    Ok((i, r.map(|(_, d)| ascii(d))))
+}
+
+/// `L<pref>`: line / account prefix, hex digits, possibly none.
+fn line_no(i: &[u8]) -> ParseResult<'_, &str> {
+    let (i, _) = tag(&b"L"[..]).parse(i)?;
+    let (i, digits) = take_while_m_n(0, 6, |b: u8| b.is_ascii_hexdigit()).parse(i)?;
+    Ok((i, ascii(digits)))
+}
+
+/// `#acct` (1–16 alphanumerics), the NAK's `A0`, or nothing.
+fn account(i: &[u8]) -> ParseResult<'_, AccountField<'_>> {
+    if let Ok((rest, _)) = tag::<_, _, nom::error::Error<&[u8]>>(&b"#"[..]).parse(i) {
+        let (rest, acct) = take_while_m_n(1, 16, |b: u8| b.is_ascii_alphanumeric()).parse(rest)?;
+        return Ok((rest, AccountField::Number(ascii(acct))));
+    }
+    if let Ok((rest, _)) = tag::<_, _, nom::error::Error<&[u8]>>(&b"A0"[..]).parse(i) {
+        return Ok((rest, AccountField::Placeholder));
+    }
+    Ok((i, AccountField::Missing))
+}
+
+/// The header fields in spec order, up to and including the `[` that opens the data.
+fn header(body: &[u8]) -> ParseResult<'_, Header<'_>> {
+    let (i, (encrypted, token)) = id_token(body)?;
+    let (i, seq) = seq(i)?;
+    let (i, receiver) = receiver_no(i)?;
+    let (i, mut line) = line_no(i)?;
+    let (i, mut account) = account(i)?;
+    // `L0A0`: hex line digits swallow the NAK's `A0` placeholder; give it back.
+    if account == AccountField::Missing {
+        if let Some(stripped) = line.strip_suffix("A0") {
+            line = stripped;
+            account = AccountField::Placeholder;
+        }
+    }
+    let (i, _) = tag(&b"["[..]).parse(i)?;
+    Ok((
+        i,
+        Header {
+            token,
+            encrypted,
+            seq,
+            receiver,
+            line,
+            account,
+        },
+    ))
+}
+
+fn syntax_reason(code: nom::error::ErrorKind) -> &'static str {
+    match code {
+        nom::error::ErrorKind::Tag => "expected a field marker (\", L, [ …) that is missing",
+        nom::error::ErrorKind::TakeWhileMN => "field has the wrong length or characters",
+        _ => "malformed header",
+    }
+}
+
+fn has_lowercase_hex(s: &str) -> bool {
+    has_lowercase_hex_bytes(s.as_bytes())
+}
+
+fn has_lowercase_hex_bytes(b: &[u8]) -> bool {
+    b.iter().any(|c| matches!(c, b'a'..=b'f'))
+}
+
+impl<'a> Frame<'a> {
+    /// Reads the payload. Clear frames borrow from the frame; encrypted ones are decrypted
+    /// into `scratch` and borrow from it.
+    pub fn open<'c>(
+        &'c self,
+        key: Option<&Key>,
+        scratch: &'c mut Vec<u8>,
+    ) -> Result<Content<'c>, ContentError> {
+        if !self.header.encrypted {
+            return content(self.payload, false).map_err(ContentError::Syntax);
+        }
+        let key = key.ok_or(ContentError::NoKey)?;
+        let opened = crypto::open(key, self.payload, scratch)?;
+        let mut c = content(opened.content, true).map_err(ContentError::DecryptedSyntax)?;
+        c.pad_len = Some(opened.pad_len);
+        if !opened.pad_terminator {
+            c.deviations.insert(Deviation::NoPadTerminator);
+        }
+        match c.timestamp {
+            Some(_) => Ok(c),
+            None => Err(ContentError::MissingTimestamp),
+        }
+    }
+}
+
+/// `data ] {[x…]} [_timestamp]`: the clear content after the data block's `[`.
+fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
+    let close = i
+        .iter()
+        .position(|&b| b == b']')
+        .ok_or("data block has no closing ]")?;
+    let (data, mut rest) = i.split_at_checked(close).ok_or("data block")?;
+    rest = rest.get(1..).unwrap_or_default();
+    let mut ext = Vec::new();
+    while let Some(after) = rest.strip_prefix(b"[") {
+        let end = after
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or("extended block has no closing ]")?;
+        let (block, tail) = after.split_at_checked(end).ok_or("extended block")?;
+        // An empty block `[]` carries nothing (some senders write it as a placeholder).
+        if let Some((&id, value)) = block.split_first() {
+            if ext.len() >= MAX_EXT_BLOCKS {
+                return Err("too many extended blocks");
+            }
+            ext.push(ExtBlock { id, value });
+        }
+        rest = tail.get(1..).unwrap_or_default();
+    }
+    let mut deviations = Deviations::default();
+    let timestamp = match rest.strip_prefix(b"_") {
+        Some(ts) => {
+            let (ts, trailing) = ts
+                .split_at_checked(timestamp::TIMESTAMP_LEN)
+                .ok_or("timestamp is too short")?;
+            if !trailing.is_empty() {
+                if encrypted && trailing.iter().all(|&b| b == 0) {
+                    // Some senders zero-fill their own padding past the timestamp.
+                    deviations.insert(Deviation::TrailingNul);
+                } else {
+                    return Err("bytes after the timestamp");
+                }
+            }
+            Some(timestamp::parse(ts).ok_or("timestamp is not a valid time")?)
+        }
+        None if rest.is_empty() => None,
+        None => return Err("unexpected bytes after the data block"),
+    };
+    Ok(Content {
+        data,
+        ext,
+        timestamp,
+        pad_len: None,
+        deviations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::utc_datetime;
+
+    #[test]
+    fn w1_sia_clear() {
+        let raw = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+        let f = parse_frame(raw).unwrap();
+        assert_eq!(f.crc_form, CrcForm::Ascii);
+        assert_eq!(f.header.token, "SIA-DCS");
+        assert!(!f.header.encrypted);
+        assert_eq!(f.header.seq, "0001");
+        assert_eq!(f.header.receiver, None);
+        assert_eq!(f.header.line, "0");
+        assert_eq!(f.header.account, AccountField::Number("1234"));
+        assert!(f.deviations.is_empty());
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.data, b"#1234|Nri1/BA01");
+        assert!(c.ext.is_empty());
+        assert_eq!(c.timestamp, Some(utc_datetime!(2024-01-15 12:00:00)));
+    }
+
+    #[test]
+    fn w2_cid_with_receiver() {
+        let raw = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
+        let f = parse_frame(raw).unwrap();
+        assert_eq!(f.header.receiver, Some("1"));
+        assert_eq!(f.header.line, "1");
+    }
+
+    #[test]
+    fn w3_null_without_timestamp() {
+        let f = parse_frame(b"\n11020013\"NULL\"0003L0#1234[]\r").unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.data, b"");
+        assert_eq!(c.timestamp, None);
+    }
+
+    #[test]
+    fn w4_encrypted() {
+        let raw = b"\n9C080076\"*SIA-DCS\"0004L0#1234[3D2C28BC2387FA69EAC04FD24643985F1C4769E0CBCF6A63001FC729DF6B20FFAAE3C1B0528C26A70F4230361354FA2F\r";
+        let f = parse_frame(raw).unwrap();
+        assert!(f.header.encrypted);
+        let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(Some(&key), &mut scratch).unwrap();
+        assert_eq!(c.data, b"#1234|Nri1/BA01");
+        assert_eq!(c.timestamp, Some(utc_datetime!(2024-01-15 12:00:10)));
+        assert_eq!(c.pad_len, Some(11));
+    }
+
+    #[test]
+    fn w5_aes256_with_ext() {
+        let raw = b"\n974900B8\"*ADM-CID\"0005R1L1#1234[216DBEE5BB0B5E917EB7EF3DEC09380C5BE71BAFBF4D83690F65F10D7CAD5232C6E6F04A522161ED39285020878A63762B05060AA796FC426F3DC61CAB23745CE25E7CEB56C755B000D69B68BBE0D91A\r";
+        let f = parse_frame(raw).unwrap();
+        let key = Key::from_hex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4")
+            .unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(Some(&key), &mut scratch).unwrap();
+        assert_eq!(c.data, b"#1234|1130 01 015");
+        assert_eq!(c.ext.len(), 2);
+        assert_eq!(c.ext[0].text(), "X019E12.3456");
+        assert_eq!(c.ext[1].text(), "Y50N05.1234");
+    }
+
+    #[test]
+    fn bad_crc_is_refused() {
+        let raw = b"\n72FB0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+        assert_eq!(
+            parse_frame(raw).unwrap_err(),
+            FrameError::Crc {
+                sent: 0x72FB,
+                computed: 0x72FA
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_length_is_refused() {
+        let raw = b"\n72FA0038\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+        assert!(matches!(
+            parse_frame(raw).unwrap_err(),
+            FrameError::Length {
+                declared: 0x38,
+                actual: 0x39
+            }
+        ));
+    }
+
+    #[test]
+    fn deviations_are_named() {
+        let raw =
+            b"junk\n72fa0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r\0\0";
+        let f = parse_frame(raw).unwrap();
+        let names: Vec<_> = f.deviations.iter().map(Deviation::as_str).collect();
+        assert_eq!(names, ["lowercase_hex", "trailing_nul", "leading_garbage"]);
+    }
+
+    #[test]
+    fn binary_crc_form() {
+        let body = b"\"NULL\"0003L0#1234[]";
+        let crc = crc16(body).to_be_bytes();
+        let mut raw = vec![b'\n', crc[0], crc[1]];
+        raw.extend_from_slice(b"0013");
+        raw.extend_from_slice(body);
+        raw.push(b'\r');
+        let f = parse_frame(&raw).unwrap();
+        assert_eq!(f.crc_form, CrcForm::Binary);
+        assert!(f.deviations.contains(Deviation::BinaryCrc));
+    }
+
+    #[test]
+    fn cr_counted_in_crc_and_length() {
+        let body = b"\"NULL\"0003L0#1234[]";
+        let crc = crc16_two(body, b"\r");
+        let mut raw = format!("\n{crc:04X}0014").into_bytes();
+        raw.extend_from_slice(body);
+        raw.push(b'\r');
+        let f = parse_frame(&raw).unwrap();
+        assert!(f.deviations.contains(Deviation::CrInCrc));
+    }
+
+    #[test]
+    fn empty_line_and_nak_placeholder() {
+        let f = parse_frame(b"\n65ED0025\"NAK\"0000R0L0A0[]_12:00:30,01-15-2024\r").unwrap();
+        assert_eq!(f.header.account, AccountField::Placeholder);
+        assert_eq!(f.header.receiver, Some("0"));
+        let body = b"\"NULL\"0000L#1409[]";
+        let mut raw = format!("\n{:04X}{:04X}", crc16(body), body.len()).into_bytes();
+        raw.extend_from_slice(body);
+        raw.push(b'\r');
+        let f = parse_frame(&raw).unwrap();
+        assert_eq!(f.header.line, "");
+        assert!(f.deviations.contains(Deviation::EmptyLine));
+    }
+
+    #[test]
+    fn garbage_lines_are_not_frames() {
+        for raw in [
+            &b"LFQ=600#CRC=1234##\r"[..],
+            b"\nSR0001L0001    006969XX    [ID00000000]\r",
+            b"\n",
+            b"",
+            b"\n1234",
+        ] {
+            assert!(parse_frame(raw).is_err(), "{raw:?}");
+        }
+    }
+}

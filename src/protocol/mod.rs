@@ -18,6 +18,8 @@ pub mod contact_id;
 pub mod crc;
 pub mod crypto;
 pub mod dc09;
+mod hex;
 pub mod response;
 pub mod sia;
+pub mod text;
 pub mod timestamp;

@@ -1,1 +1,202 @@
-//! response
+//! The receiver's replies (`spec/dc09.md` §9): ACK, `*ACK`, NAK and DUH.
+//!
+//! A reply echoes the request's sequence, `R`, `L` and `#acct` byte for byte, and invents
+//! nothing: a request without `R` gets a reply without `R` (a Pyronix panel declared its
+//! path failed when a receiver wrote `None` there). NAK and DUH are always clear; an
+//! encrypted request gets an encrypted ACK with a fresh pad and the receiver's time. Replies
+//! use the CRC form of the request.
+
+use time::UtcDateTime;
+
+use super::crc::{crc16, crc_hex};
+use super::crypto::{self, Key};
+use super::dc09::{AccountField, CrcForm, Header};
+use super::timestamp;
+
+/// Which reply to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Ack,
+    Nak,
+    Duh,
+}
+
+impl ReplyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Ack => "ACK",
+            ReplyKind::Nak => "NAK",
+            ReplyKind::Duh => "DUH",
+        }
+    }
+}
+
+/// Wraps `body` as a frame: LF, CRC, `0LLL`, body, CR, appended to `out`.
+pub fn write_frame(form: CrcForm, body: &[u8], out: &mut Vec<u8>) {
+    let crc = crc16(body);
+    out.push(b'\n');
+    match form {
+        CrcForm::Ascii => out.extend_from_slice(&crc_hex(crc)),
+        CrcForm::Binary => out.extend_from_slice(&crc.to_be_bytes()),
+    }
+    // Bodies built here are far below 0xFFF; the mask keeps the field three digits even if
+    // that ever changed, instead of writing a malformed length.
+    let len = (body.len() & 0xFFF) as u16;
+    let mut digits = [0u8; 4];
+    super::hex::write_u16_upper(len, &mut digits);
+    out.extend_from_slice(&digits);
+    out.extend_from_slice(body);
+    out.push(b'\r');
+}
+
+/// Writes the echoed header part after the token: seq, `R…` if present, `L…`, account.
+fn write_echo(h: &Header<'_>, body: &mut Vec<u8>) {
+    body.extend_from_slice(h.seq.as_bytes());
+    if let Some(r) = h.receiver {
+        body.push(b'R');
+        body.extend_from_slice(r.as_bytes());
+    }
+    body.push(b'L');
+    body.extend_from_slice(h.line.as_bytes());
+    match h.account {
+        AccountField::Number(a) => {
+            body.push(b'#');
+            body.extend_from_slice(a.as_bytes());
+        }
+        AccountField::Placeholder => body.extend_from_slice(b"A0"),
+        AccountField::Missing => {}
+    }
+}
+
+/// A clear ACK (or DUH: same shape, other token).
+fn clear_reply(token: &[u8], h: &Header<'_>, form: CrcForm, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(40);
+    body.push(b'"');
+    body.extend_from_slice(token);
+    body.push(b'"');
+    write_echo(h, &mut body);
+    body.extend_from_slice(b"[]");
+    write_frame(form, &body, out);
+}
+
+/// `"ACK"seq[R…]L…#acct[]`.
+pub fn ack(h: &Header<'_>, form: CrcForm, out: &mut Vec<u8>) {
+    clear_reply(b"ACK", h, form, out);
+}
+
+/// `"DUH"seq[R…]L…#acct[]`: an otherwise valid frame the receiver cannot process.
+pub fn duh(h: &Header<'_>, form: CrcForm, out: &mut Vec<u8>) {
+    clear_reply(b"DUH", h, form, out);
+}
+
+/// `"*ACK"seq[R…]L…#acct[` + HEX(AES(pad | `]` `_`time)): the answer to an encrypted
+/// request. `random` supplies the pad.
+pub fn ack_encrypted(
+    h: &Header<'_>,
+    form: CrcForm,
+    key: &Key,
+    now: UtcDateTime,
+    random: &[u8; crypto::MAX_PAD],
+    out: &mut Vec<u8>,
+) {
+    let mut body = Vec::with_capacity(96);
+    body.extend_from_slice(b"\"*ACK\"");
+    write_echo(h, &mut body);
+    body.push(b'[');
+    let mut content = Vec::with_capacity(24);
+    content.push(b']');
+    timestamp::write(now, &mut content);
+    crypto::seal(key, &content, random, &mut body);
+    write_frame(form, &body, out);
+}
+
+/// `"NAK"0000R0L0A0[]_time`: the fixed NAK carrying the receiver's clock, so a panel can
+/// resynchronise.
+pub fn nak(form: CrcForm, now: UtcDateTime, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(40);
+    body.extend_from_slice(b"\"NAK\"0000R0L0A0[]");
+    timestamp::write(now, &mut body);
+    write_frame(form, &body, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::dc09::parse_frame;
+    use time::macros::utc_datetime;
+
+    fn header_of(raw: &[u8]) -> (Header<'_>, CrcForm) {
+        let f = parse_frame(raw).unwrap();
+        (f.header, f.crc_form)
+    }
+
+    #[test]
+    fn worked_replies() {
+        let w1 = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+        let (h, form) = header_of(w1);
+        let mut out = Vec::new();
+        ack(&h, form, &mut out);
+        assert_eq!(out, b"\n1BC10012\"ACK\"0001L0#1234[]\r");
+        out.clear();
+        duh(&h, form, &mut out);
+        assert_eq!(out, b"\n251F0012\"DUH\"0001L0#1234[]\r");
+
+        let w2 = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
+        let (h, form) = header_of(w2);
+        out.clear();
+        ack(&h, form, &mut out);
+        assert_eq!(out, b"\nD6730014\"ACK\"0002R1L1#1234[]\r");
+
+        out.clear();
+        nak(CrcForm::Ascii, utc_datetime!(2024-01-15 12:00:30), &mut out);
+        assert_eq!(out, b"\n65ED0025\"NAK\"0000R0L0A0[]_12:00:30,01-15-2024\r");
+    }
+
+    #[test]
+    fn real_pyronix_ack() {
+        let (h, form) = header_of(b"\nEA740027\"NULL\"0000L0#1409[]_20:38:07,08-27-2026\r");
+        let mut out = Vec::new();
+        ack(&h, form, &mut out);
+        assert_eq!(out, b"\n59890012\"ACK\"0000L0#1409[]\r");
+    }
+
+    #[test]
+    fn encrypted_ack_opens_with_the_same_key() {
+        let w4 = b"\n9C080076\"*SIA-DCS\"0004L0#1234[3D2C28BC2387FA69EAC04FD24643985F1C4769E0CBCF6A63001FC729DF6B20FFAAE3C1B0528C26A70F4230361354FA2F\r";
+        let (h, form) = header_of(w4);
+        let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
+        let mut out = Vec::new();
+        ack_encrypted(
+            &h,
+            form,
+            &key,
+            utc_datetime!(2024-01-15 12:00:11),
+            &[0x42; 16],
+            &mut out,
+        );
+        let reply = parse_frame(&out).unwrap();
+        assert_eq!(reply.header.token, "ACK");
+        assert!(reply.header.encrypted);
+        let mut scratch = Vec::new();
+        let c = reply.open(Some(&key), &mut scratch).unwrap();
+        assert_eq!(c.data, b"");
+        assert_eq!(c.timestamp, Some(utc_datetime!(2024-01-15 12:00:11)));
+        assert_eq!(c.pad_len, Some(10));
+    }
+
+    #[test]
+    fn binary_crc_reply_keeps_form() {
+        let body = b"\"NULL\"0003L0#1234[]";
+        let mut raw = vec![b'\n'];
+        raw.extend_from_slice(&crc16(body).to_be_bytes());
+        raw.extend_from_slice(b"0013");
+        raw.extend_from_slice(body);
+        raw.push(b'\r');
+        let (h, form) = header_of(&raw);
+        let mut out = Vec::new();
+        ack(&h, form, &mut out);
+        let reply = parse_frame(&out).unwrap();
+        assert_eq!(reply.crc_form, CrcForm::Binary);
+        assert_eq!(reply.header.token, "ACK");
+    }
+}

@@ -1,0 +1,79 @@
+//! Small hex helpers for the fixed-width fields of DC-09 (CRC, length, ciphertext).
+//!
+//! DC-09 hex is upper case on the wire from conforming senders, lower case from some
+//! (Eaton): parsing accepts both, writing always produces upper case.
+
+const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Value of one ASCII hex digit, either case.
+#[inline]
+pub fn digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Parses up to 4 hex digits (the CRC and length fields) into a number.
+pub fn parse_u16(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u16, |acc, &b| Some((acc << 4) | u16::from(digit(b)?)))
+}
+
+/// Writes `v` as four upper-case hex digits.
+pub fn write_u16_upper(v: u16, out: &mut [u8; 4]) {
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 12 - 4 * i as u32;
+        *slot = UPPER[usize::from(((v >> shift) & 0xF) as u8)];
+    }
+}
+
+/// Appends `bytes` as upper-case hex to `out`.
+pub fn encode_upper_into(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(UPPER[usize::from(b >> 4)]);
+        out.push(UPPER[usize::from(b & 0xF)]);
+    }
+}
+
+/// Decodes hex text (either case) into `out`; `None` on an odd length or a non-hex byte.
+pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    out.reserve(text.len() / 2);
+    for pair in text.chunks_exact(2) {
+        if let [hi, lo] = pair {
+            out.push((digit(*hi)? << 4) | digit(*lo)?);
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut out = [0u8; 4];
+        write_u16_upper(0x0A3f, &mut out);
+        assert_eq!(&out, b"0A3F");
+        assert_eq!(parse_u16(b"0a3F"), Some(0x0A3F));
+        assert_eq!(parse_u16(b"0x3F"), None);
+        let mut v = Vec::new();
+        encode_upper_into(&[0xde, 0xad], &mut v);
+        assert_eq!(v, b"DEAD");
+        let mut back = Vec::new();
+        assert!(decode_into(b"deAD", &mut back).is_some());
+        assert_eq!(back, [0xde, 0xad]);
+        assert!(decode_into(b"abc", &mut back).is_none());
+    }
+}

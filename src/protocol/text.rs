@@ -1,0 +1,118 @@
+//! Text in frames: ASCII by rule, Windows-1252 in some extended blocks (§7).
+//!
+//! The CRC is computed on raw bytes; only presentation decodes them. Decoding W1252 is
+//! total, so no byte a panel sends is lost or refused for its encoding.
+
+use std::borrow::Cow;
+
+/// Characters of 0x80–0x9F in Windows-1252; the five undefined positions keep their C1
+/// code point so the original byte can still be recovered.
+const HIGH: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}',
+    '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
+];
+
+/// Decodes bytes as Windows-1252; ASCII (the usual case) is borrowed.
+pub fn decode_w1252(bytes: &[u8]) -> Cow<'_, str> {
+    if bytes.is_ascii() {
+        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
+    }
+    Cow::Owned(
+        bytes
+            .iter()
+            .map(|&b| match b {
+                0x80..=0x9F => HIGH
+                    .get(usize::from(b - 0x80))
+                    .copied()
+                    .unwrap_or('\u{FFFD}'),
+                _ => char::from(b),
+            })
+            .collect(),
+    )
+}
+
+/// Writes bytes in the escaped form that `tocsin decode` reads back: printable ASCII as
+/// is, `\n`, `\r`, `\\`, and `\xNN` for anything else.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for &b in bytes {
+        match b {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7E => out.push(char::from(b)),
+            _ => {
+                out.push_str("\\x");
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xF)]));
+            }
+        }
+    }
+    out
+}
+
+/// Reads the escaped form back (the inverse of [`escape`]); unknown escapes are kept
+/// literally.
+pub fn unescape(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'n') => {
+                out.push(b'\n');
+                i += 2;
+            }
+            Some(b'r') => {
+                out.push(b'\r');
+                i += 2;
+            }
+            Some(b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            Some(b'x') => {
+                let value = bytes
+                    .get(i + 2..i + 4)
+                    .and_then(|h| super::hex::parse_u16(h))
+                    .and_then(|v| u8::try_from(v).ok());
+                if let Some(v) = value {
+                    out.push(v);
+                    i += 4;
+                } else {
+                    out.push(b'\\');
+                    i += 1;
+                }
+            }
+            _ => {
+                out.push(b'\\');
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w1252() {
+        assert_eq!(decode_w1252(b"caf\xe9 \x80"), "café €");
+        assert!(matches!(decode_w1252(b"plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn escape_round_trip() {
+        let raw = b"\n1BC1\"ACK\"\\\x00\xff\r";
+        let e = escape(raw);
+        assert_eq!(e, "\\n1BC1\"ACK\"\\\\\\x00\\xFF\\r");
+        assert_eq!(unescape(&e), raw);
+    }
+}

@@ -23,3 +23,8 @@ pub mod response;
 pub mod sia;
 pub mod text;
 pub mod timestamp;
+
+/// Value of one ASCII hex digit, either case (for the stream cutter in `net`).
+pub fn hex_digit(b: u8) -> Option<u8> {
+    hex::digit(b)
+}

@@ -1,0 +1,2 @@
+//! Network
+pub mod codec;

@@ -1,3 +1,12 @@
-//! tocsin: a SIA DC-09 alarm receiver.
+//! tocsin: a SIA DC-09 alarm receiver for central monitoring stations.
+//!
+//! Layout (see the README's architecture section):
+//! - [`protocol`]: DC-09 frames, encryption, replies, SIA DC-03 and Contact ID (pure).
+//! - [`receiver`]: the decision for each frame, dedup, events, supervision (pure).
+//! - [`net`]: TCP and UDP listeners and the stream cutter.
+//! - [`ops`]: configuration, metrics, HTTP, systemd.
+
 pub mod net;
+pub mod ops;
 pub mod protocol;
+pub mod receiver;

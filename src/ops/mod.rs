@@ -1,0 +1,4 @@
+//! Operations: configuration, metrics, HTTP endpoints, systemd integration.
+
+pub mod config;
+pub mod units;

@@ -1,0 +1,229 @@
+//! The account table: which panels the station knows, their keys and their policies.
+//!
+//! Built to station scale: a million accounts load from CSV in a few seconds and each
+//! lookup is one hash probe. The account number is stored inline (at most 16 characters,
+//! `spec/dc09.md` §3), so an entry needs no heap allocation of its own.
+//! The table is immutable once built; a reload builds a new one and swaps it in whole.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::protocol::crypto::{Key, KeyEncoding};
+
+/// Whether an account must encrypt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Clear frames are refused (NAK) and recorded: a clear frame from a panel set up to
+    /// encrypt is what a substitution looks like.
+    Required,
+    #[default]
+    Optional,
+}
+
+/// What happens to frames from accounts that are not in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownPolicy {
+    /// ACK and forward, flagged as coming from an unknown account.
+    #[default]
+    Accept,
+    /// NAK, and record an event saying an unknown account reported.
+    Reject,
+}
+
+/// One configured account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub key: Option<Key>,
+    pub encryption: Encryption,
+    /// Overrides `[time] check_clear` for this account.
+    pub time_check: Option<bool>,
+}
+
+/// An account number stored inline: up to 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccountId {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl AccountId {
+    pub fn new(id: &str) -> Option<AccountId> {
+        let src = id.as_bytes();
+        if src.is_empty() || src.len() > 16 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        bytes.get_mut(..src.len())?.copy_from_slice(src);
+        Some(AccountId {
+            len: src.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        let b = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        std::str::from_utf8(b).unwrap_or_default()
+    }
+}
+
+/// All configured accounts and the policy for the others.
+#[derive(Debug, Clone, Default)]
+pub struct AccountTable {
+    accounts: HashMap<AccountId, Account>,
+    pub unknown: UnknownPolicy,
+}
+
+impl AccountTable {
+    pub fn with_policy(unknown: UnknownPolicy) -> AccountTable {
+        AccountTable {
+            accounts: HashMap::new(),
+            unknown,
+        }
+    }
+
+    /// Adds an account; returns the previous entry when the id was already present. Ids
+    /// longer than 16 bytes are ignored (the config checks them first).
+    pub fn insert(&mut self, id: &str, account: Account) -> Option<Account> {
+        let id = AccountId::new(id)?;
+        self.accounts.insert(id, account)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Account> {
+        self.accounts.get(&AccountId::new(id)?)
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.accounts.reserve(n);
+    }
+}
+
+/// Loads `id,key,key_encoding,encryption[,time_check]` rows (a header line naming the
+/// columns is required, `#` starts a comment line). Errors name the line.
+pub fn load_csv(path: &Path, table: &mut AccountTable) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    load_csv_text(&text, table)
+}
+
+pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let (_, header) = lines.next().ok_or("empty file: expected a header line")?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let col = |name: &str| columns.iter().position(|c| *c == name);
+    let id_col = col("id").ok_or("header has no `id` column")?;
+    let key_col = col("key");
+    let enc_col = col("key_encoding");
+    let encryption_col = col("encryption");
+    let time_col = col("time_check");
+    table.reserve(text.len() / 48);
+    for (n, line) in lines {
+        let line_no = n + 1;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let field = |c: Option<usize>| {
+            c.and_then(|c| fields.get(c))
+                .copied()
+                .filter(|f| !f.is_empty())
+        };
+        let id = field(Some(id_col)).ok_or_else(|| format!("line {line_no}: missing id"))?;
+        if AccountId::new(id).is_none() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "line {line_no}: account id `{id}` must be 1–16 letters or digits"
+            ));
+        }
+        let key = match field(key_col) {
+            None => None,
+            Some(k) => {
+                let encoding = match field(enc_col) {
+                    Some("hex") => KeyEncoding::Hex,
+                    Some("ascii") => KeyEncoding::Ascii,
+                    Some(other) => {
+                        return Err(format!(
+                            "line {line_no}: key_encoding `{other}` is not hex or ascii"
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "line {line_no}: key_encoding is required with a key"
+                        ))
+                    }
+                };
+                Some(
+                    Key::parse(k, encoding)
+                        .map_err(|e| format!("line {line_no}: account {id}: {e}"))?,
+                )
+            }
+        };
+        let encryption = match field(encryption_col) {
+            None | Some("optional") => Encryption::Optional,
+            Some("required") => Encryption::Required,
+            Some(other) => {
+                return Err(format!(
+                    "line {line_no}: encryption `{other}` is not required or optional"
+                ))
+            }
+        };
+        if encryption == Encryption::Required && key.is_none() {
+            return Err(format!(
+                "line {line_no}: account {id}: encryption required needs a key"
+            ));
+        }
+        let time_check = match field(time_col) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                return Err(format!(
+                    "line {line_no}: time_check `{other}` is not true or false"
+                ))
+            }
+        };
+        if table
+            .insert(
+                id,
+                Account {
+                    key,
+                    encryption,
+                    time_check,
+                },
+            )
+            .is_some()
+        {
+            return Err(format!("line {line_no}: account {id} appears twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows() {
+        let mut t = AccountTable::default();
+        load_csv_text(
+            "# station accounts\nid,key,key_encoding,encryption\n1234,,,\n008312,000102030405060708090A0B0C0D0E0F,hex,required\n",
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert!(t.get("8312").is_none(), "account numbers are exact strings");
+        assert_eq!(t.get("008312").unwrap().encryption, Encryption::Required);
+        let err = load_csv_text("id,key\n1,zz\n", &mut AccountTable::default()).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

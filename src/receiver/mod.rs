@@ -1,0 +1,5 @@
+//! The receiver layer: per-frame decisions, deduplication, normalized events and
+//! supervision. Pure like the protocol layer: time and state come in as values, decisions
+//! and events go out; sockets and disk are elsewhere.
+
+pub mod accounts;

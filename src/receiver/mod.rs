@@ -3,3 +3,6 @@
 //! and events go out; sockets and disk are elsewhere.
 
 pub mod accounts;
+pub mod event;
+pub mod decide;
+pub mod normalize;

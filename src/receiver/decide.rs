@@ -1,0 +1,441 @@
+//! The decision for one frame: which reply, which events, which outcome.
+//!
+//! A pure function of the frame bytes, the arrival facts, the account table, the policy
+//! and a view of recent content keys — no socket, no disk, no clock read — so every rule
+//! of `spec/dc09.md` §9 is tested here directly. The reply's type says when it may leave
+//! (as raft's `persisted_messages` does): [`Reply::AfterDurable`] for an ACK that hands
+//! over new events, which the caller may send only once the journal has them on disk.
+
+use time::{Duration, UtcDateTime};
+
+use super::accounts::{AccountTable, Encryption, UnknownPolicy};
+use super::event::{rfc3339, ContentKey, Event};
+use super::normalize::{self, Arrival, FrameFacts, Payload};
+use crate::protocol::codes::{Category, EventClass, Qualifier};
+use crate::protocol::crypto::{Key, MAX_PAD};
+use crate::protocol::dc09::{parse_frame, ContentError, Frame, FrameError};
+use crate::protocol::response;
+use crate::protocol::timestamp::within_window;
+
+/// Timestamp rules in force.
+#[derive(Debug, Clone, Copy)]
+pub struct TimePolicy {
+    pub past: Duration,
+    pub future: Duration,
+    /// Check clear frames' timestamps too (accounts may override).
+    pub check_clear: bool,
+    /// Skip the check entirely (`tocsin decode --no-time-check`).
+    pub disabled: bool,
+}
+
+impl Default for TimePolicy {
+    fn default() -> Self {
+        TimePolicy {
+            past: Duration::seconds(40),
+            future: Duration::seconds(20),
+            check_clear: false,
+            disabled: false,
+        }
+    }
+}
+
+/// Which content keys were already acknowledged recently.
+pub trait SeenKeys {
+    fn seen(&self, key: ContentKey) -> bool;
+}
+
+/// Nothing seen (offline decoding).
+pub struct NothingSeen;
+
+impl SeenKeys for NothingSeen {
+    fn seen(&self, _: ContentKey) -> bool {
+        false
+    }
+}
+
+/// When a reply may be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Silence: the panel will retry (bad CRC, not a frame).
+    None,
+    /// May be written at once: NAK, DUH, the ACK of a duplicate or of a NULL poll.
+    Now(Vec<u8>),
+    /// An ACK that transfers responsibility for new events: only after they are durable.
+    AfterDurable(Vec<u8>),
+}
+
+impl Reply {
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Reply::None => None,
+            Reply::Now(b) | Reply::AfterDurable(b) => Some(b),
+        }
+    }
+}
+
+/// Why a frame got a NAK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NakReason {
+    Timestamp,
+    Decrypt,
+    NoKey,
+    UnknownAccount,
+    EncryptionRequired,
+}
+
+/// Why a frame got a DUH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuhReason {
+    UnknownToken,
+    Content,
+}
+
+/// Why a frame got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceReason {
+    Crc,
+    Length,
+    Framing,
+    Syntax,
+    TooLong,
+    /// A reply token (ACK, NAK, DUH) sent to the receiver: answering would loop.
+    Reply,
+}
+
+/// How a frame ended. Each frame has exactly one; each maps to one metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    AckNew,
+    AckDuplicate,
+    AckNull,
+    Nak(NakReason),
+    Duh(DuhReason),
+    Silent(SilenceReason),
+}
+
+impl Outcome {
+    /// `ack`, `nak`, `duh` or `none`.
+    pub fn reply_label(self) -> &'static str {
+        match self {
+            Outcome::AckNew | Outcome::AckDuplicate | Outcome::AckNull => "ack",
+            Outcome::Nak(_) => "nak",
+            Outcome::Duh(_) => "duh",
+            Outcome::Silent(_) => "none",
+        }
+    }
+
+    /// The finer reason (`new`, `duplicate`, `timestamp`, `crc`, …).
+    pub fn reason_label(self) -> &'static str {
+        match self {
+            Outcome::AckNew => "new",
+            Outcome::AckDuplicate => "duplicate",
+            Outcome::AckNull => "null",
+            Outcome::Nak(r) => match r {
+                NakReason::Timestamp => "timestamp",
+                NakReason::Decrypt => "decrypt",
+                NakReason::NoKey => "no_key",
+                NakReason::UnknownAccount => "unknown_account",
+                NakReason::EncryptionRequired => "encryption_required",
+            },
+            Outcome::Duh(r) => match r {
+                DuhReason::UnknownToken => "unknown_token",
+                DuhReason::Content => "content",
+            },
+            Outcome::Silent(r) => match r {
+                SilenceReason::Crc => "crc",
+                SilenceReason::Length => "length",
+                SilenceReason::Framing => "framing",
+                SilenceReason::Syntax => "syntax",
+                SilenceReason::TooLong => "too_long",
+                SilenceReason::Reply => "reply_token",
+            },
+        }
+    }
+}
+
+/// What the header says about the frame, kept for logs and the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameSummary {
+    pub token: String,
+    pub encrypted: bool,
+    pub account: Option<String>,
+    pub seq: Option<String>,
+}
+
+/// Everything the I/O layer needs to act on one frame.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub reply: Reply,
+    /// Events to journal. For [`Outcome::AckNew`] they must be durable before the reply;
+    /// for a rejected frame (unknown account, clear frame on an encrypted account) they
+    /// record the rejection and need not be waited for.
+    pub events: Vec<Event>,
+    /// The content key to remember once the events are durable (dedup).
+    pub content_key: Option<ContentKey>,
+    /// The account heard from, for supervision (any frame that got an ACK).
+    pub heard: Option<String>,
+    pub summary: FrameSummary,
+    /// Human-readable reason for logs, when the frame was not accepted.
+    pub detail: Option<String>,
+}
+
+impl Decision {
+    fn silent(reason: SilenceReason, detail: String) -> Decision {
+        Decision {
+            outcome: Outcome::Silent(reason),
+            reply: Reply::None,
+            events: Vec::new(),
+            content_key: None,
+            heard: None,
+            summary: FrameSummary::default(),
+            detail: Some(detail),
+        }
+    }
+}
+
+/// Decides what to do with `raw`, one frame as cut from a stream or one datagram.
+/// `random` supplies the pad of an encrypted ACK.
+pub fn decide(
+    raw: &[u8],
+    arrival: &Arrival<'_>,
+    accounts: &AccountTable,
+    time: &TimePolicy,
+    seen: &dyn SeenKeys,
+    random: &[u8; MAX_PAD],
+) -> Decision {
+    let frame = match parse_frame(raw) {
+        Ok(f) => f,
+        Err(e) => {
+            let reason = match e {
+                FrameError::Crc { .. } => SilenceReason::Crc,
+                FrameError::Length { .. } => SilenceReason::Length,
+                FrameError::TooLong { .. } => SilenceReason::TooLong,
+                FrameError::Syntax(_) => SilenceReason::Syntax,
+                FrameError::NoStart | FrameError::NoEnd | FrameError::Envelope => {
+                    SilenceReason::Framing
+                }
+            };
+            return Decision::silent(reason, e.to_string());
+        }
+    };
+    decide_frame(&frame, raw, arrival, accounts, time, seen, random)
+}
+
+/// [`decide`] for an already parsed frame.
+pub fn decide_frame(
+    frame: &Frame<'_>,
+    raw: &[u8],
+    arrival: &Arrival<'_>,
+    accounts: &AccountTable,
+    time: &TimePolicy,
+    seen: &dyn SeenKeys,
+    random: &[u8; MAX_PAD],
+) -> Decision {
+    let h = &frame.header;
+    let summary = FrameSummary {
+        token: h.token.to_string(),
+        encrypted: h.encrypted,
+        account: h.account.number().map(str::to_string),
+        seq: Some(h.seq.to_string()),
+    };
+    let mut d = Decision {
+        outcome: Outcome::Silent(SilenceReason::Syntax),
+        reply: Reply::None,
+        events: Vec::new(),
+        content_key: None,
+        heard: None,
+        summary,
+        detail: None,
+    };
+    let nak = |d: &mut Decision, reason: NakReason, detail: String| {
+        let mut out = Vec::with_capacity(48);
+        response::nak(frame.crc_form, arrival.now, &mut out);
+        d.outcome = Outcome::Nak(reason);
+        d.reply = Reply::Now(out);
+        d.detail = Some(detail);
+    };
+    let duh = |d: &mut Decision, reason: DuhReason, detail: String| {
+        let mut out = Vec::with_capacity(48);
+        response::duh(h, frame.crc_form, &mut out);
+        d.outcome = Outcome::Duh(reason);
+        d.reply = Reply::Now(out);
+        d.detail = Some(detail);
+    };
+
+    let payload = match Payload::of_token(h.token) {
+        Some(p) => p,
+        None if matches!(h.token, "ACK" | "NAK" | "DUH") => {
+            d.outcome = Outcome::Silent(SilenceReason::Reply);
+            d.detail = Some(format!("{} is a reply token, not a report", h.token));
+            return d;
+        }
+        None => {
+            duh(&mut d, DuhReason::UnknownToken, format!("unknown ID token `{}`", h.token));
+            return d;
+        }
+    };
+
+    let header_account = h.account.number();
+    let account = header_account.and_then(|a| accounts.get(a));
+    let key: Option<&Key> = account.and_then(|a| a.key.as_ref());
+
+    let mut scratch = Vec::new();
+    let content = match frame.open(key, &mut scratch) {
+        Ok(c) => c,
+        Err(e) => {
+            match e {
+                ContentError::NoKey => nak(
+                    &mut d,
+                    NakReason::NoKey,
+                    format!(
+                        "encrypted frame from account {} and no key is configured for it",
+                        header_account.unwrap_or("(none)")
+                    ),
+                ),
+                ContentError::Decrypt(_) | ContentError::DecryptedSyntax(_) => {
+                    nak(&mut d, NakReason::Decrypt, e.to_string())
+                }
+                ContentError::MissingTimestamp | ContentError::Timestamp => {
+                    nak(&mut d, NakReason::Timestamp, e.to_string())
+                }
+                ContentError::Syntax(_) => duh(&mut d, DuhReason::Content, e.to_string()),
+            }
+            return d;
+        }
+    };
+
+    // The account used for routing: the header's, else the one inside the data.
+    let data_account = data_account_of(content.data);
+    let account_id = header_account.or(data_account.as_deref()).unwrap_or("");
+    let account = account.or_else(|| accounts.get(account_id));
+
+    if let Some(ts) = content.timestamp {
+        let check = h.encrypted
+            || account
+                .and_then(|a| a.time_check)
+                .unwrap_or(time.check_clear);
+        if check && !time.disabled && !within_window(ts, arrival.now, time.past, time.future) {
+            nak(
+                &mut d,
+                NakReason::Timestamp,
+                format!(
+                    "panel time {} is outside the window ({}s past, {}s future) around receiver time {}",
+                    rfc3339(ts),
+                    time.past.whole_seconds(),
+                    time.future.whole_seconds(),
+                    rfc3339(arrival.now)
+                ),
+            );
+            return d;
+        }
+    }
+
+    let ext: Vec<(u8, &[u8])> = content.ext.iter().map(|b| (b.id, b.value)).collect();
+    let plain_token = h.token;
+    let content_key = ContentKey::of(
+        account_id,
+        plain_token,
+        h.seq,
+        content.data,
+        &ext,
+        content.timestamp,
+    );
+    let facts = FrameFacts {
+        arrival,
+        header: h,
+        content: &content,
+        account: account_id,
+        raw,
+        key: content_key,
+        unknown_account: account.is_none(),
+    };
+
+    if account.is_none() && accounts.unknown == UnknownPolicy::Reject {
+        d.events = vec![receiver_event(
+            &facts,
+            "unknown_account",
+            EventClass::Other,
+            Category::System,
+            format!("Frame from unknown account {account_id} refused (NAK)"),
+        )];
+        nak(
+            &mut d,
+            NakReason::UnknownAccount,
+            format!("account {account_id} is not configured"),
+        );
+        return d;
+    }
+    if let Some(a) = account {
+        if a.encryption == Encryption::Required && !h.encrypted {
+            d.events = vec![receiver_event(
+                &facts,
+                "encryption_required",
+                EventClass::Trouble,
+                Category::Tamper,
+                format!(
+                    "Clear frame from account {account_id}, which must encrypt: refused (possible substitution)"
+                ),
+            )];
+            nak(
+                &mut d,
+                NakReason::EncryptionRequired,
+                format!("account {account_id} requires encryption and sent a clear frame"),
+            );
+            return d;
+        }
+    }
+
+    let mut ack = Vec::with_capacity(112);
+    match (h.encrypted, key) {
+        (true, Some(k)) => response::ack_encrypted(h, frame.crc_form, k, arrival.now, random, &mut ack),
+        _ => response::ack(h, frame.crc_form, &mut ack),
+    }
+    d.heard = Some(account_id.to_string());
+
+    if payload == Payload::Null {
+        d.outcome = Outcome::AckNull;
+        d.reply = Reply::Now(ack);
+        return d;
+    }
+    if seen.seen(content_key) {
+        d.outcome = Outcome::AckDuplicate;
+        d.reply = Reply::Now(ack);
+        return d;
+    }
+    d.events = normalize::events(&facts, payload);
+    d.content_key = Some(content_key);
+    d.outcome = Outcome::AckNew;
+    d.reply = Reply::AfterDurable(ack);
+    d
+}
+
+/// `#acct|` at the start of the data, the fallback route for frames without a header
+/// account.
+fn data_account_of(data: &[u8]) -> Option<String> {
+    let rest = data.strip_prefix(b"#")?;
+    let end = rest.iter().position(|&b| b == b'|').unwrap_or(rest.len());
+    let acct = rest.get(..end)?;
+    if (1..=16).contains(&acct.len()) && acct.iter().all(|b| b.is_ascii_alphanumeric()) {
+        std::str::from_utf8(acct).ok().map(str::to_string)
+    } else {
+        None
+    }
+}
+
+/// An event the receiver raises about a frame (rejections worth an operator's eyes).
+fn receiver_event(
+    facts: &FrameFacts<'_>,
+    code: &str,
+    class: EventClass,
+    category: Category,
+    text: String,
+) -> Event {
+    let mut e = normalize::base_event(facts, 0, code, class, category);
+    e.protocol = "tocsin".into();
+    e.qualifier = Qualifier::New;
+    e.text = text;
+    // A distinct id from the frame's own events, still derived from its content.
+    e.id = facts.key.event_id(usize::MAX);
+    e
+}

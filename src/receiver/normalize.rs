@@ -1,0 +1,253 @@
+//! From a decoded frame to normalized events: one per SIA event, one per Contact ID
+//! message, classified from the code tables.
+//!
+//! Nothing the panel sent is dropped: an unknown code still makes an event (class
+//! `other`, text saying the code is unknown), and a data block that does not parse makes
+//! one event carrying the raw data, so an operator sees it.
+
+use time::UtcDateTime;
+
+use super::event::{panel_rfc3339, rfc3339, ContentKey, Event, Transport};
+use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier};
+use crate::protocol::contact_id::{parse_cid_data, CidData};
+use crate::protocol::dc09::{Content, Header};
+use crate::protocol::sia::{parse_sia_data, SiaEvent};
+use crate::protocol::text::{decode_w1252, escape};
+
+/// Where and when a frame arrived: what the frame itself cannot say.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub now: UtcDateTime,
+    pub transport: Transport,
+    pub peer: Option<std::net::SocketAddr>,
+    pub receiver: &'a str,
+}
+
+/// What every event of one frame shares.
+pub struct FrameFacts<'a> {
+    pub arrival: &'a Arrival<'a>,
+    pub header: &'a Header<'a>,
+    pub content: &'a Content<'a>,
+    pub account: &'a str,
+    pub raw: &'a [u8],
+    pub key: ContentKey,
+    pub unknown_account: bool,
+}
+
+/// Which payload grammar a token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    Sia,
+    ContactId,
+    Null,
+}
+
+impl Payload {
+    pub fn of_token(token: &str) -> Option<Payload> {
+        match token {
+            "SIA-DCS" => Some(Payload::Sia),
+            "ADM-CID" => Some(Payload::ContactId),
+            "NULL" => Some(Payload::Null),
+            _ => None,
+        }
+    }
+}
+
+/// The events of a frame. NULL polls make none.
+pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
+    let data = decode_w1252(facts.content.data);
+    match payload {
+        Payload::Null => Vec::new(),
+        Payload::Sia => match parse_sia_data(&data) {
+            Ok(sia) => {
+                let data_account = sia.account.filter(|a| *a != facts.account);
+                let mut names: Vec<String> = sia.texts.iter().map(|t| t.to_string()).collect();
+                names.retain(|n| !n.is_empty());
+                if sia.events.is_empty() {
+                    // An `A`-only or empty `N` block still tells something.
+                    let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
+                    e.text = "SIA data without an event code".into();
+                    e.names = names;
+                    e.data_account = data_account.map(str::to_string);
+                    return vec![e];
+                }
+                sia.events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ev)| {
+                        let mut e = sia_event(facts, i, ev);
+                        e.data_account = data_account.map(str::to_string);
+                        e.names.extend(names.iter().cloned());
+                        e
+                    })
+                    .collect()
+            }
+            Err(err) => vec![unparsed(facts, &data, &err.to_string())],
+        },
+        Payload::ContactId => match parse_cid_data(&data) {
+            Ok(cid) => vec![cid_event(facts, &cid)],
+            Err(err) => vec![unparsed(facts, &data, &err.to_string())],
+        },
+    }
+}
+
+pub fn base_event(facts: &FrameFacts<'_>, index: usize, code: &str, class: EventClass, category: Category) -> Event {
+    let h = facts.header;
+    let mut e = Event {
+        id: facts.key.event_id(index),
+        received_at: rfc3339(facts.arrival.now),
+        receiver: facts.arrival.receiver.to_string(),
+        transport: facts.arrival.transport,
+        peer: facts.arrival.peer.map(|p| p.to_string()),
+        protocol: h.token.to_string(),
+        encrypted: h.encrypted,
+        seq: Some(h.seq.to_string()),
+        receiver_no: h.receiver.map(str::to_string),
+        line_no: Some(h.line.to_string()),
+        account: facts.account.to_string(),
+        panel_time: facts.content.timestamp.map(panel_rfc3339),
+        code: code.to_string(),
+        qualifier: Qualifier::New,
+        class,
+        category,
+        zone: None,
+        user: None,
+        partition: None,
+        text: String::new(),
+        arming: None,
+        data_account: None,
+        names: Vec::new(),
+        event_time: None,
+        location: None,
+        verification: None,
+        mac: None,
+        site: None,
+        building: None,
+        room: None,
+        alarm_text: None,
+        longitude: None,
+        latitude: None,
+        altitude: None,
+        network_path: None,
+        network_address: None,
+        ext: Vec::new(),
+        unknown_account: facts.unknown_account,
+        raw: escape(facts.raw),
+    };
+    apply_ext(&mut e, facts.content);
+    e
+}
+
+/// Extended blocks (§7) into named fields; all of them also verbatim in `ext`.
+fn apply_ext(e: &mut Event, content: &Content<'_>) {
+    for block in &content.ext {
+        let value = decode_w1252(block.value).into_owned();
+        let slot = match block.id {
+            b'H' => &mut e.event_time,
+            b'I' => &mut e.alarm_text,
+            b'L' => &mut e.location,
+            b'M' => &mut e.mac,
+            b'O' => &mut e.building,
+            b'R' => &mut e.room,
+            b'S' => &mut e.site,
+            b'V' => &mut e.verification,
+            b'X' => &mut e.longitude,
+            b'Y' => &mut e.latitude,
+            b'Z' => &mut e.altitude,
+            b'J' => &mut e.network_path,
+            b'N' => &mut e.network_address,
+            _ => {
+                e.ext.push(block.text());
+                continue;
+            }
+        };
+        // A repeated block keeps the first in its field; all stay in `ext`.
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+        e.ext.push(block.text());
+    }
+}
+
+fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
+    let info = ev.info();
+    let (class, category) = match info {
+        Some(i) => (i.effective_class(), i.category),
+        None => (EventClass::Other, codes::sia_category(ev.code)),
+    };
+    let mut e = base_event(facts, index, ev.code, class, category);
+    e.qualifier = if !ev.new {
+        Qualifier::Status
+    } else if info.is_some_and(|i| i.is_restore) {
+        Qualifier::Restore
+    } else {
+        Qualifier::New
+    };
+    e.partition = ev.area.map(str::to_string);
+    e.user = ev.user.map(str::to_string);
+    match info.map(|i| i.address) {
+        Some(AddressKind::User) => {
+            if let Some(a) = ev.address {
+                e.user = Some(a.to_string());
+            }
+        }
+        Some(AddressKind::Area) => {
+            if let Some(a) = ev.address {
+                e.partition = Some(a.to_string());
+            }
+        }
+        _ => e.zone = ev.address.map(str::to_string),
+    }
+    e.text = match info {
+        Some(i) => i.description.to_string(),
+        None => format!("Unknown SIA code {}", ev.code),
+    };
+    if ev.time.is_some() || ev.date.is_some() {
+        let when = [ev.date, ev.time].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        e.event_time.get_or_insert(when);
+    }
+    e.names.extend(ev.names.iter().map(|n| n.to_string()));
+    if let Some(t) = ev.x_sia_text() {
+        e.names.push(t.to_string());
+    }
+    e
+}
+
+fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
+    let info = codes::cid_code(cid.code);
+    let (class, category) = match info {
+        Some(i) => (i.class, i.category),
+        None => (EventClass::Other, Category::Other),
+    };
+    let code = format!("{:03}", cid.code);
+    let mut e = base_event(facts, 0, &code, class, category);
+    let qualifier = cid.qualifier_kind;
+    e.qualifier = qualifier.unwrap_or(Qualifier::New);
+    e.arming = qualifier.and_then(|q| q.arming(cid.code));
+    if qualifier == Some(Qualifier::Restore) && e.arming.is_none() {
+        e.class = e.class.restored();
+    }
+    e.partition = Some(cid.group.to_string());
+    match info.map(|i| i.zone_or_user) {
+        Some(AddressKind::User) => e.user = Some(cid.zone_or_user.to_string()),
+        _ => e.zone = Some(cid.zone_or_user.to_string()),
+    }
+    e.data_account = cid
+        .account
+        .filter(|a| *a != facts.account)
+        .map(str::to_string);
+    e.text = match info {
+        Some(i) => i.description.to_string(),
+        None => format!("Unknown Contact ID code {code}"),
+    };
+    if qualifier.is_none() {
+        e.text.push_str(&format!(" (unknown qualifier {})", cid.qualifier));
+    }
+    e
+}
+
+fn unparsed(facts: &FrameFacts<'_>, data: &str, why: &str) -> Event {
+    let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
+    e.text = format!("Unparsed {} data `{}`: {}", facts.header.token, data, why);
+    e
+}

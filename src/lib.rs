@@ -10,3 +10,4 @@ pub mod net;
 pub mod ops;
 pub mod protocol;
 pub mod receiver;
+pub mod offline;

@@ -1,4 +1,5 @@
 //! Operations: configuration, metrics, HTTP endpoints, systemd integration.
 
 pub mod config;
+pub mod metrics;
 pub mod units;

@@ -48,28 +48,29 @@ pub enum CrcForm {
 pub enum Deviation {
     BinaryCrc = 1 << 0,
     CrInCrc = 1 << 1,
-    LowercaseHex = 1 << 2,
-    TrailingNul = 1 << 3,
+    DecimalLength = 1 << 2,
+    EmptyLine = 1 << 3,
     LeadingGarbage = 1 << 4,
-    EmptyLine = 1 << 5,
+    LowercaseHex = 1 << 5,
     NoAccount = 1 << 6,
     NoPadTerminator = 1 << 7,
-    DecimalLength = 1 << 8,
-    TrailingGarbage = 1 << 9,
+    TrailingGarbage = 1 << 8,
+    TrailingNul = 1 << 9,
 }
 
 impl Deviation {
+    /// In alphabetical order of their names, the order they are listed in output.
     pub const ALL: [Deviation; 10] = [
         Deviation::BinaryCrc,
         Deviation::CrInCrc,
-        Deviation::LowercaseHex,
-        Deviation::TrailingNul,
-        Deviation::LeadingGarbage,
+        Deviation::DecimalLength,
         Deviation::EmptyLine,
+        Deviation::LeadingGarbage,
+        Deviation::LowercaseHex,
         Deviation::NoAccount,
         Deviation::NoPadTerminator,
-        Deviation::DecimalLength,
         Deviation::TrailingGarbage,
+        Deviation::TrailingNul,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -664,7 +665,7 @@ mod tests {
             b"junk\n72fa0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r\0\0";
         let f = parse_frame(raw).unwrap();
         let names: Vec<_> = f.deviations.iter().map(Deviation::as_str).collect();
-        assert_eq!(names, ["lowercase_hex", "trailing_nul", "leading_garbage"]);
+        assert_eq!(names, ["leading_garbage", "lowercase_hex", "trailing_nul"]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::event::{rfc3339, ContentKey, Event};
 use super::normalize::{self, Arrival, FrameFacts, Payload};
 use crate::protocol::codes::{Category, EventClass, Qualifier};
 use crate::protocol::crypto::{Key, MAX_PAD};
-use crate::protocol::dc09::{parse_frame, ContentError, Frame, FrameError};
+use crate::protocol::dc09::{parse_frame, ContentError, CrcForm, Frame, FrameError};
 use crate::protocol::response;
 use crate::protocol::timestamp::within_window;
 
@@ -81,6 +81,8 @@ pub enum NakReason {
     NoKey,
     UnknownAccount,
     EncryptionRequired,
+    /// The journal could not make the frame durable: never an ACK then.
+    Journal,
 }
 
 /// Why a frame got a DUH.
@@ -136,6 +138,7 @@ impl Outcome {
                 NakReason::NoKey => "no_key",
                 NakReason::UnknownAccount => "unknown_account",
                 NakReason::EncryptionRequired => "encryption_required",
+                NakReason::Journal => "journal",
             },
             Outcome::Duh(r) => match r {
                 DuhReason::UnknownToken => "unknown_token",
@@ -160,6 +163,8 @@ pub struct FrameSummary {
     pub encrypted: bool,
     pub account: Option<String>,
     pub seq: Option<String>,
+    /// The request's CRC form, which any reply must use.
+    pub crc_form: Option<CrcForm>,
 }
 
 /// Everything the I/O layer needs to act on one frame.
@@ -238,6 +243,7 @@ pub fn decide_frame(
         encrypted: h.encrypted,
         account: h.account.number().map(str::to_string),
         seq: Some(h.seq.to_string()),
+        crc_form: Some(frame.crc_form),
     };
     let mut d = Decision {
         outcome: Outcome::Silent(SilenceReason::Syntax),

@@ -6,3 +6,5 @@ pub mod accounts;
 pub mod event;
 pub mod decide;
 pub mod normalize;
+pub mod dedup;
+pub mod record;

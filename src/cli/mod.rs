@@ -1,0 +1,4 @@
+//! Subcommands of the `tocsin` binary. Each file is one command; `anyhow` lives here and
+//! nowhere below.
+
+pub mod decode;

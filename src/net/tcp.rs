@@ -1,0 +1,207 @@
+//! TCP reception: the accept loop and one task per connection.
+//!
+//! Limits are taken before work is done: a connection slot (semaphore permit) before
+//! `accept`, so the cap is real; a per-address count right after, so one site or one
+//! scanner cannot take every slot; an idle timeout between frames; a write timeout on each
+//! reply; a junk budget per connection. Accept errors (out of descriptors, mostly) back off
+//! and retry: the listener never ends because of them.
+//!
+//! A connection handles its frames one at a time, as panels send them (each waits for its
+//! ACK). Shutdown is observed only between frames, so a frame being answered is finished,
+//! fsync and reply included.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::codec::{Cut, Dc09Codec};
+use crate::ops::config::LimitsSection;
+use crate::receiver::event::Transport;
+use crate::station::Station;
+
+/// Connections per remote address, shared by all TCP listeners.
+#[derive(Default)]
+pub struct PeerCounts {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds one connection's place in [`PeerCounts`]; gives it back on drop.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: IpAddr,
+}
+
+impl PeerCounts {
+    fn try_take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Everything a TCP listener needs besides its socket.
+#[derive(Clone)]
+pub struct TcpContext {
+    pub station: Arc<Station>,
+    pub limits: LimitsSection,
+    pub slots: Arc<Semaphore>,
+    pub peers: Arc<PeerCounts>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Accepts connections until `ctx.shutdown` fires.
+pub async fn serve(listener: TcpListener, ctx: TcpContext) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return,
+            p = Arc::clone(&ctx.slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let metrics = &ctx.station.metrics;
+        let Some(slot) = ctx.peers.try_take(peer.ip(), ctx.limits.max_connections_per_peer) else {
+            metrics.connections.with_label_values(&["refused"]).inc();
+            tracing::warn!(peer = %peer, limit = ctx.limits.max_connections_per_peer, "connection refused: too many from this address");
+            drop(socket);
+            continue;
+        };
+        metrics.connections.with_label_values(&["accepted"]).inc();
+        metrics.connections_open.inc();
+        let _ = socket.set_nodelay(true);
+        let conn = Connection {
+            station: Arc::clone(&ctx.station),
+            limits: ctx.limits.clone(),
+            shutdown: ctx.shutdown.clone(),
+            peer,
+        };
+        ctx.tracker.spawn(async move {
+            conn.run(socket).await;
+            drop(slot);
+            drop::<OwnedSemaphorePermit>(permit);
+        });
+    }
+}
+
+struct Connection {
+    station: Arc<Station>,
+    limits: LimitsSection,
+    shutdown: CancellationToken,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, socket: TcpStream) {
+        let metrics = Arc::clone(&self.station.metrics);
+        let (rd, mut wr) = socket.into_split();
+        let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
+        let mut junk_bytes: u64 = 0;
+        let how = loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break "shutdown",
+                n = tokio::time::timeout(self.limits.idle_timeout, frames.next()) => n,
+            };
+            let cut = match next {
+                Err(_) => {
+                    metrics.connections.with_label_values(&["idle"]).inc();
+                    break "idle";
+                }
+                Ok(None) => break "eof",
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "read failed");
+                    break "error";
+                }
+                Ok(Some(Ok(cut))) => cut,
+            };
+            match cut {
+                Cut::Frame(bytes) => {
+                    let reply = self
+                        .station
+                        .handle_frame(&bytes, Transport::Tcp, Some(self.peer))
+                        .await;
+                    if let Some(reply) = reply {
+                        match tokio::time::timeout(self.limits.write_timeout, wr.write_all(&reply)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(peer = %self.peer, error = %e, "reply could not be written");
+                                break "error";
+                            }
+                            Err(_) => {
+                                tracing::warn!(peer = %self.peer, "reply not taken within the write timeout");
+                                break "write_timeout";
+                            }
+                        }
+                    }
+                }
+                Cut::Junk { len, reason } => {
+                    metrics.junk.with_label_values(&["tcp", reason.as_str()]).inc();
+                    metrics
+                        .junk_bytes
+                        .with_label_values(&["tcp", reason.as_str()])
+                        .inc_by(len as u64);
+                    tracing::warn!(peer = %self.peer, bytes = len, reason = reason.as_str(), "dropped bytes that are not a DC-09 frame");
+                    junk_bytes = junk_bytes.saturating_add(len as u64);
+                    if junk_bytes > self.limits.max_junk_bytes {
+                        tracing::warn!(peer = %self.peer, junk_bytes, "closing: too much junk on this connection");
+                        break "junk";
+                    }
+                }
+            }
+        };
+        // Replies were written with write_all; shutting the write side flushes and sends
+        // FIN, so a panel that reads until close sees its ACK.
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+        metrics.connections.with_label_values(&["closed"]).inc();
+        metrics.connections_open.dec();
+        tracing::debug!(peer = %self.peer, how, "connection closed");
+    }
+}

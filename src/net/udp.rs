@@ -1,0 +1,59 @@
+//! UDP reception: one frame per datagram, the reply to the datagram's source.
+//!
+//! The receive loop never waits on the journal: each datagram is handled on its own task
+//! (a frame with new events waits for its fsync there), bounded by a semaphore so a flood
+//! turns into kernel-buffer drops, not memory growth.
+
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::protocol::dc09::MAX_FRAME_LEN;
+use crate::receiver::event::Transport;
+use crate::station::Station;
+
+/// Datagrams being handled at once per UDP socket.
+const IN_FLIGHT: usize = 4096;
+
+/// Serves one UDP socket until `shutdown` fires.
+pub async fn serve(socket: UdpSocket, station: Arc<Station>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let socket = Arc::new(socket);
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // One byte more than the largest frame: a datagram that fills it was too long.
+    let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (n, peer) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux; they concern one
+                // peer, not the socket.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        let datagram = buf.get(..n).unwrap_or_default().to_vec();
+        let station = Arc::clone(&station);
+        let socket = Arc::clone(&socket);
+        tracker.spawn(async move {
+            if let Some(reply) = station.handle_frame(&datagram, Transport::Udp, Some(peer)).await {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    tracing::warn!(peer = %peer, error = %e, "udp reply could not be sent");
+                }
+            }
+            drop(permit);
+        });
+    }
+}

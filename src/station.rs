@@ -1,0 +1,190 @@
+//! The path every frame takes between the socket and the reply, shared by TCP and UDP:
+//! decide, journal, remember, count, log.
+//!
+//! This is where the first invariant is kept: a reply of [`Reply::AfterDurable`] is
+//! released only after the journal has returned `Ok` for the frame's record, which means
+//! written and fdatasync'd. A journal error turns the ACK into a NAK (the panel retries,
+//! or goes to its backup receiver) and is counted; it is never an ACK.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use time::UtcDateTime;
+
+use crate::journal::JournalHandle;
+use crate::ops::config::Settings;
+use crate::ops::metrics::{token_label, Metrics};
+use crate::protocol::response;
+use crate::protocol::text::escape;
+use crate::protocol::dc09::CrcForm;
+use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
+use crate::receiver::dedup::Dedup;
+use crate::receiver::event::{rfc3339, Transport};
+use crate::receiver::normalize::Arrival;
+use crate::receiver::record::{JournalRecord, RecordKind};
+
+/// Shared state of the receiving side.
+pub struct Station {
+    pub settings: ArcSwap<Settings>,
+    pub journal: JournalHandle,
+    pub dedup: Dedup,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Microseconds since the Unix epoch of a receiver time.
+pub fn micros(t: UtcDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+impl Station {
+    /// Handles one frame; returns the bytes to send back, if any. Resolves only when the
+    /// reply may be sent.
+    pub async fn handle_frame(
+        &self,
+        raw: &[u8],
+        transport: Transport,
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let now = UtcDateTime::now();
+        let now_us = micros(now);
+        let settings = self.settings.load();
+        let config = &settings.config;
+        let time = TimePolicy {
+            past: time::Duration::try_from(config.time.past).unwrap_or(time::Duration::seconds(40)),
+            future: time::Duration::try_from(config.time.future)
+                .unwrap_or(time::Duration::seconds(20)),
+            check_clear: config.time.check_clear,
+            disabled: false,
+        };
+        let arrival = Arrival {
+            now,
+            transport,
+            peer,
+            receiver: &config.receiver.id,
+        };
+        let mut random = [0u8; 16];
+        rand::fill(&mut random);
+        let mut d = decide(
+            raw,
+            &arrival,
+            &settings.accounts,
+            &time,
+            &self.dedup.at(now_us),
+            &random,
+        );
+        let peer_text = peer.map(|p| p.to_string());
+        let record = JournalRecord {
+            kind: RecordKind::Frame,
+            at: rfc3339(now),
+            transport: Some(transport.as_str().to_string()),
+            peer: peer_text.clone(),
+            raw: Some(escape(raw)),
+            reply: d.reply.bytes().map(escape),
+            outcome: Some(d.outcome.reply_label().to_string()),
+            reason: Some(d.outcome.reason_label().to_string()),
+            account: d.summary.account.clone(),
+            key: d.content_key.map(|k| k.to_hex()),
+            events: std::mem::take(&mut d.events),
+        };
+        let events_by_class: Vec<&'static str> =
+            record.events.iter().map(|e| e.class.as_str()).collect();
+        let payload = record.to_bytes();
+
+        let reply = match d.reply {
+            Reply::AfterDurable(ack) => {
+                let append_started = Instant::now();
+                match self.journal.append(now_us, payload).await {
+                    Ok(_) => {
+                        self.metrics
+                            .journal_append
+                            .observe(append_started.elapsed().as_secs_f64());
+                        if let Some(k) = d.content_key {
+                            self.dedup.insert(k, now_us);
+                        }
+                        for class in &events_by_class {
+                            self.metrics.events.with_label_values(&[class]).inc();
+                        }
+                        Some(ack)
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            peer = peer_text.as_deref().unwrap_or("-"),
+                            account = d.summary.account.as_deref().unwrap_or("-"),
+                            error = %e,
+                            "journal could not make the frame durable: NAK instead of ACK"
+                        );
+                        self.metrics.journal_errors.with_label_values(&["nak"]).inc();
+                        d.outcome = Outcome::Nak(NakReason::Journal);
+                        let mut nak = Vec::with_capacity(48);
+                        let form = d.summary.crc_form.unwrap_or(CrcForm::Ascii);
+                        response::nak(form, now, &mut nak);
+                        Some(nak)
+                    }
+                }
+            }
+            Reply::Now(bytes) => {
+                // Rejections that raised an event (unknown account, clear frame on an
+                // encrypted account) are journaled without making the panel wait.
+                for class in &events_by_class {
+                    self.metrics.events.with_label_values(&[class]).inc();
+                }
+                if let Err(e) = self.journal.append_nowait(now_us, payload).await {
+                    tracing::error!(error = %e, "journal refused an audit record");
+                    self.metrics.journal_errors.with_label_values(&["audit_lost"]).inc();
+                }
+                Some(bytes)
+            }
+            Reply::None => {
+                if let Err(e) = self.journal.append_nowait(now_us, payload).await {
+                    tracing::error!(error = %e, "journal refused an audit record");
+                    self.metrics.journal_errors.with_label_values(&["audit_lost"]).inc();
+                }
+                None
+            }
+        };
+        if !matches!(d.outcome, Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate) {
+            tracing::warn!(
+                peer = peer_text.as_deref().unwrap_or("-"),
+                transport = transport.as_str(),
+                token = d.summary.token,
+                account = d.summary.account.as_deref().unwrap_or("-"),
+                reply = d.outcome.reply_label(),
+                reason = d.outcome.reason_label(),
+                detail = d.detail.as_deref().unwrap_or(""),
+                "frame rejected"
+            );
+        }
+        self.count(
+            transport,
+            &d.summary.token,
+            d.summary.encrypted,
+            d.outcome.reply_label(),
+            d.outcome.reason_label(),
+            started,
+        );
+        reply
+    }
+
+    fn count(
+        &self,
+        transport: Transport,
+        token: &str,
+        encrypted: bool,
+        outcome: &str,
+        reason: &str,
+        started: Instant,
+    ) {
+        let t = transport.as_str();
+        self.metrics
+            .frames
+            .with_label_values(&[t, token_label(token, encrypted), outcome, reason])
+            .inc();
+        self.metrics
+            .ack_latency
+            .with_label_values(&[t, outcome])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}

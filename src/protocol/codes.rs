@@ -724,7 +724,10 @@ mod tests {
         assert_eq!(sia_code("AT").unwrap().category, Category::Power);
         assert_eq!(sia_code("YS").unwrap().category, Category::Communication);
         assert_eq!(sia_code("HA").unwrap().category, Category::Panic);
-        assert_eq!(sia_code("PC").unwrap().description, "Photo on demand enabled");
+        assert_eq!(
+            sia_code("PC").unwrap().description,
+            "Photo on demand enabled"
+        );
         assert_eq!(sia_code("ZZ").unwrap().code, "ZZ");
         assert_eq!(sia_code("AA").unwrap().code, "AA");
 

@@ -449,16 +449,18 @@ fn tail(i: &str) -> Res<'_, &str> {
 
 /// A piece that is not an element, up to the next `/` or block end.
 fn unparsed(i: &str) -> Res<'_, &str> {
-    take_till(|c| c == '/' || c == '|').parse(i).and_then(|(r, p)| {
-        if p.is_empty() {
-            Err(nom::Err::Error(nom::error::Error::new(
-                i,
-                nom::error::ErrorKind::TakeTill1,
-            )))
-        } else {
-            Ok((r, p))
-        }
-    })
+    take_till(|c| c == '/' || c == '|')
+        .parse(i)
+        .and_then(|(r, p)| {
+            if p.is_empty() {
+                Err(nom::Err::Error(nom::error::Error::new(
+                    i,
+                    nom::error::ErrorKind::TakeTill1,
+                )))
+            } else {
+                Ok((r, p))
+            }
+        })
 }
 
 /// The rest of `s` after its first `n` characters.
@@ -489,7 +491,6 @@ fn is_bare_account(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,9 +517,17 @@ mod tests {
         for e in &d.events {
             all.push(e.code);
             all.extend(
-                [e.address, e.area, e.user, e.time, e.date, e.peripheral, e.tail]
-                    .into_iter()
-                    .flatten(),
+                [
+                    e.address,
+                    e.area,
+                    e.user,
+                    e.time,
+                    e.date,
+                    e.peripheral,
+                    e.tail,
+                ]
+                .into_iter()
+                .flatten(),
             );
             all.extend(e.names.iter().copied());
             for m in &e.modifiers {
@@ -624,7 +633,10 @@ mod tests {
         assert_eq!((d.events[1].code, d.events[1].address), ("PA", Some("31")));
 
         let e = one("Nti19:44/id1/ri4/RP");
-        assert_eq!((e.time, e.user, e.area), (Some("19:44"), Some("1"), Some("4")));
+        assert_eq!(
+            (e.time, e.user, e.area),
+            (Some("19:44"), Some("1"), Some("4"))
+        );
         assert_eq!(e.modifiers.len(), 3);
         assert_eq!(e.modifiers[0].key, "ti");
 
@@ -649,7 +661,10 @@ mod tests {
         // Unknown modifiers are kept.
         let e = one("Nlm5va7/ai3ph0612/BA1");
         let keys: Vec<_> = e.modifiers.iter().map(|m| (m.key, m.value)).collect();
-        assert_eq!(keys, vec![("lm", "5"), ("va", "7"), ("ai", "3"), ("ph", "0612")]);
+        assert_eq!(
+            keys,
+            vec![("lm", "5"), ("va", "7"), ("ai", "3"), ("ph", "0612")]
+        );
     }
 
     #[test]

@@ -42,10 +42,21 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decide");
     g.throughput(Throughput::Elements(1));
-    for (name, frame) in [("sia_dcs_plain", SIA), ("adm_cid_plain", CID), ("adm_cid_aes256", AES256)] {
+    for (name, frame) in [
+        ("sia_dcs_plain", SIA),
+        ("adm_cid_plain", CID),
+        ("adm_cid_aes256", AES256),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let d = decide(black_box(frame), &arrival, &accounts, &time, &NothingSeen, &random);
+                let d = decide(
+                    black_box(frame),
+                    &arrival,
+                    &accounts,
+                    &time,
+                    &NothingSeen,
+                    &random,
+                );
                 black_box(d)
             })
         });
@@ -54,7 +65,9 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("frame");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("parse_sia_dcs", |b| b.iter(|| black_box(parse_frame(black_box(SIA)))));
+    g.bench_function("parse_sia_dcs", |b| {
+        b.iter(|| black_box(parse_frame(black_box(SIA))))
+    });
     let f = parse_frame(SIA).unwrap();
     let mut out = Vec::with_capacity(64);
     g.bench_function("encode_ack", |b| {
@@ -65,11 +78,19 @@ fn bench(c: &mut Criterion) {
         })
     });
     let fe = parse_frame(AES256).unwrap();
-    let key = Key::from_hex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4").unwrap();
+    let key =
+        Key::from_hex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4").unwrap();
     g.bench_function("encode_ack_aes256", |b| {
         b.iter(|| {
             out.clear();
-            response::ack_encrypted(black_box(&fe.header), fe.crc_form, &key, arrival.now, &random, &mut out);
+            response::ack_encrypted(
+                black_box(&fe.header),
+                fe.crc_form,
+                &key,
+                arrival.now,
+                &random,
+                &mut out,
+            );
             black_box(&out);
         })
     });

@@ -189,7 +189,7 @@ fx("O block (old event) gives qualifier status", frame('"SIA-DCS"0018L0#1234[#12
    events=[S("BA", "status", zone="01", partition="1")])
 fx("SIA restore code BH", frame('"SIA-DCS"0019L0#1234[#1234|Nri1/BH01]' + T),
    resp=reply("ACK", "0019", "L0#1234"), frame_exp=FR("SIA-DCS", "0019", "1234", "0", "#1234|Nri1/BH01", tstamp=TI),
-   events=[S("BH", "restore", zone="01", partition="1", cls="alarm", category="burglary")])
+   events=[S("BH", "restore", zone="01", partition="1", cls="restore", category="burglary")])
 fx("unknown SIA code ZX: class other, still acknowledged", frame('"SIA-DCS"0020L0#1234[#1234|Nri1/ZX01]' + T),
    resp=reply("ACK", "0020", "L0#1234"), frame_exp=FR("SIA-DCS", "0020", "1234", "0", "#1234|Nri1/ZX01", tstamp=TI),
    events=[S("ZX", cls="other")])
@@ -226,7 +226,7 @@ fx("CID opening (disarm) by user: 1401", frame('"ADM-CID"0028L0#1234[#1234|1401 
    events=[C("401", "new", "02", user="012", cls="open_close")])
 fx("CID restore qualifier 3 on a burglary", frame('"ADM-CID"0029L0#1234[#1234|3130 01 015]' + T),
    resp=reply("ACK", "0029", "L0#1234"), frame_exp=FR("ADM-CID", "0029", "1234", "0", "#1234|3130 01 015", tstamp=TI),
-   events=[C("130", "restore", "01", zone="015", cls="alarm")])
+   events=[C("130", "restore", "01", zone="015", cls="restore")])
 fx("CID status qualifier 6", frame('"ADM-CID"0030L0#1234[#1234|6301 00 000]' + T),
    resp=reply("ACK", "0030", "L0#1234"), frame_exp=FR("ADM-CID", "0030", "1234", "0", "#1234|6301 00 000", tstamp=TI),
    events=[C("301", "status", "00", zone="000", cls="trouble")])
@@ -287,7 +287,7 @@ fx("ELDES style: CRC and LLL include the CR", frame(body, cr_in_crc=True),
 body = '"SIA-DCS"0072L0#1234[#1234|Nri1/BA01][S0123456]'  # 47 bytes
 assert len(body) == 47
 fx("decimal length field (0047 for a 47-byte body)", frame(body, decimal_len=True),
-   resp=reply("ACK", "0072", "L0#1234"), frame_exp=FR("SIA-DCS", "0072", "1234", "0", "#1234|Nri1/BA01", ext=["S012345"], dev=["decimal_length"]),
+   resp=reply("ACK", "0072", "L0#1234"), frame_exp=FR("SIA-DCS", "0072", "1234", "0", "#1234|Nri1/BA01", ext=["S0123456"], dev=["decimal_length"]),
    events=[S("BA", zone="01", partition="1")])
 fx("lower-case hex CRC", frame('"SIA-DCS"0073L0#1234[#1234|Nri1/BA07]' + T, lower=True),
    resp=reply("ACK", "0073", "L0#1234"), frame_exp=FR("SIA-DCS", "0073", "1234", "0", "#1234|Nri1/BA07", tstamp=TI, dev=["lowercase_hex"]),

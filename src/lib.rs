@@ -6,8 +6,10 @@
 //! - [`net`]: TCP and UDP listeners and the stream cutter.
 //! - [`ops`]: configuration, metrics, HTTP, systemd.
 
+pub mod journal;
 pub mod net;
+pub mod offline;
 pub mod ops;
 pub mod protocol;
 pub mod receiver;
-pub mod offline;
+pub mod station;

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser, Debug)]
-#[command(name = "tocsin", version, about = "SIA DC-09 alarm receiver for central monitoring stations")]
+#[command(
+    name = "tocsin",
+    version,
+    about = "SIA DC-09 alarm receiver for central monitoring stations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

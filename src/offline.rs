@@ -8,7 +8,9 @@ use crate::protocol::crypto::Key;
 use crate::protocol::dc09::{parse_frame, Frame};
 use crate::protocol::text::{decode_w1252, escape};
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
-use crate::receiver::decide::{decide, DuhReason, NothingSeen, Outcome, TimePolicy};
+use crate::receiver::decide::{
+    decide, DuhReason, NakReason, NothingSeen, Outcome, SilenceReason, TimePolicy,
+};
 use crate::receiver::event::{panel_rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
 
@@ -40,10 +42,21 @@ pub fn decode_one(raw: &[u8], key: Option<&Key>, now: UtcDateTime, time: &TimePo
     rand::fill(&mut random);
     let d = decide(raw, &arrival, &accounts, time, &NothingSeen, &random);
     let response = d.reply.bytes().map(escape);
-    let accepted = matches!(d.outcome, Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate);
-    if !accepted {
+    // `ok` says whether the frame could be read. A frame that only lacks its key (the
+    // caller gave none) or that is itself a reply (ACK, NAK, DUH, RSP) is read fine; the
+    // response field still says what a receiver would answer.
+    let decoded = matches!(
+        d.outcome,
+        Outcome::AckNew
+            | Outcome::AckNull
+            | Outcome::AckDuplicate
+            | Outcome::Nak(NakReason::NoKey)
+            | Outcome::Silent(SilenceReason::Reply)
+    );
+    if !decoded {
         let kind = match d.outcome {
             Outcome::Duh(DuhReason::UnknownToken) => "token",
+            Outcome::Silent(SilenceReason::Framing) => "syntax",
             o => o.reason_label(),
         };
         let mut v = json!({
@@ -87,7 +100,10 @@ fn frame_json(f: &Frame<'_>, key: Option<&Key>) -> Value {
         "seq": h.seq,
         "receiver_no": h.receiver,
         "line_no": h.line,
-        "account": h.account.number(),
+        // The routing account: the header's, else the one in the data block.
+        "account": h.account.number().map(str::to_string).or_else(|| {
+            content.as_ref().and_then(|c| crate::receiver::decide::data_account_of(c.data))
+        }),
         "data": content.as_ref().map(|c| decode_w1252(c.data).into_owned()),
         "ext": content.as_ref().map(|c| c.ext.iter().map(|b| b.text()).collect::<Vec<_>>()).unwrap_or_default(),
         "timestamp": content.as_ref().and_then(|c| c.timestamp).map(panel_rfc3339),

@@ -16,9 +16,9 @@ use time::UtcDateTime;
 use crate::journal::JournalHandle;
 use crate::ops::config::Settings;
 use crate::ops::metrics::{token_label, Metrics};
+use crate::protocol::dc09::CrcForm;
 use crate::protocol::response;
 use crate::protocol::text::escape;
-use crate::protocol::dc09::CrcForm;
 use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::{rfc3339, Transport};
@@ -116,7 +116,10 @@ impl Station {
                             error = %e,
                             "journal could not make the frame durable: NAK instead of ACK"
                         );
-                        self.metrics.journal_errors.with_label_values(&["nak"]).inc();
+                        self.metrics
+                            .journal_errors
+                            .with_label_values(&["nak"])
+                            .inc();
                         d.outcome = Outcome::Nak(NakReason::Journal);
                         let mut nak = Vec::with_capacity(48);
                         let form = d.summary.crc_form.unwrap_or(CrcForm::Ascii);
@@ -133,19 +136,28 @@ impl Station {
                 }
                 if let Err(e) = self.journal.append_nowait(now_us, payload).await {
                     tracing::error!(error = %e, "journal refused an audit record");
-                    self.metrics.journal_errors.with_label_values(&["audit_lost"]).inc();
+                    self.metrics
+                        .journal_errors
+                        .with_label_values(&["audit_lost"])
+                        .inc();
                 }
                 Some(bytes)
             }
             Reply::None => {
                 if let Err(e) = self.journal.append_nowait(now_us, payload).await {
                     tracing::error!(error = %e, "journal refused an audit record");
-                    self.metrics.journal_errors.with_label_values(&["audit_lost"]).inc();
+                    self.metrics
+                        .journal_errors
+                        .with_label_values(&["audit_lost"])
+                        .inc();
                 }
                 None
             }
         };
-        if !matches!(d.outcome, Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate) {
+        if !matches!(
+            d.outcome,
+            Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate
+        ) {
             tracing::warn!(
                 peer = peer_text.as_deref().unwrap_or("-"),
                 transport = transport.as_str(),

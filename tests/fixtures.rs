@@ -26,7 +26,11 @@ fn partial_match(expect: &Value, actual: &Value, path: &str, errors: &mut Vec<St
         }
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                errors.push(format!("{path}: {} elements, expected {}: {actual}", a.len(), e.len()));
+                errors.push(format!(
+                    "{path}: {} elements, expected {}: {actual}",
+                    a.len(),
+                    e.len()
+                ));
                 return;
             }
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
@@ -51,11 +55,20 @@ fn every_fixture_decodes_as_expected() {
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let fixtures = doc.get("fixture").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+        let doc: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let fixtures = doc
+            .get("fixture")
+            .and_then(|f| f.as_array())
+            .cloned()
+            .unwrap_or_default();
         for fx in fixtures {
             count += 1;
-            let name = fx.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string();
+            let name = fx
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?")
+                .to_string();
             let raw: Vec<u8> = match (fx.get("frame"), fx.get("frame_hex")) {
                 (Some(f), _) => f.as_str().unwrap().as_bytes().to_vec(),
                 (_, Some(h)) => hex::decode(h.as_str().unwrap().replace(' ', "")).unwrap(),
@@ -76,7 +89,10 @@ fn every_fixture_decodes_as_expected() {
                 })
                 .unwrap_or_else(|| time::macros::utc_datetime!(2024-01-15 12:00:00));
             let policy = TimePolicy {
-                disabled: fx.get("no_time_check").and_then(|v| v.as_bool()).unwrap_or(false),
+                disabled: fx
+                    .get("no_time_check")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
                 ..TimePolicy::default()
             };
             let actual = decode_one(&raw, key.as_ref(), now, &policy);
@@ -84,12 +100,21 @@ fn every_fixture_decodes_as_expected() {
             let mut errors = Vec::new();
             if let Value::Object(m) = &mut expect {
                 if m.remove("response_null").is_some() && !actual["response"].is_null() {
-                    errors.push(format!("response: expected silence, got {}", actual["response"]));
+                    errors.push(format!(
+                        "response: expected silence, got {}",
+                        actual["response"]
+                    ));
                 }
                 if let Some(token) = m.remove("response_token") {
-                    let reply = actual["response"].as_str().map(tocsin::protocol::text::unescape);
+                    let reply = actual["response"]
+                        .as_str()
+                        .map(tocsin::protocol::text::unescape);
                     let got = reply.as_deref().and_then(|r| parse_frame(r).ok()).map(|f| {
-                        format!("{}{}", if f.header.encrypted { "*" } else { "" }, f.header.token)
+                        format!(
+                            "{}{}",
+                            if f.header.encrypted { "*" } else { "" },
+                            f.header.token
+                        )
                     });
                     if got.as_deref() != token.as_str() {
                         errors.push(format!("response token: got {got:?}, expected {token}"));
@@ -107,5 +132,10 @@ fn every_fixture_decodes_as_expected() {
         }
     }
     assert!(count >= 60, "only {count} fixtures found");
-    assert!(failures.is_empty(), "{} of {count} fixtures failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} fixtures failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

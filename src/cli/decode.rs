@@ -103,4 +103,3 @@ fn hex_input(line: &str) -> Result<Vec<u8>> {
         Err(e) => bail!("--hex input is not hex: {e}"),
     }
 }
-

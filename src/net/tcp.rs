@@ -108,7 +108,10 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
             }
         };
         let metrics = &ctx.station.metrics;
-        let Some(slot) = ctx.peers.try_take(peer.ip(), ctx.limits.max_connections_per_peer) else {
+        let Some(slot) = ctx
+            .peers
+            .try_take(peer.ip(), ctx.limits.max_connections_per_peer)
+        else {
             metrics.connections.with_label_values(&["refused"]).inc();
             tracing::warn!(peer = %peer, limit = ctx.limits.max_connections_per_peer, "connection refused: too many from this address");
             drop(socket);
@@ -169,7 +172,9 @@ impl Connection {
                         .handle_frame(&bytes, Transport::Tcp, Some(self.peer))
                         .await;
                     if let Some(reply) = reply {
-                        match tokio::time::timeout(self.limits.write_timeout, wr.write_all(&reply)).await {
+                        match tokio::time::timeout(self.limits.write_timeout, wr.write_all(&reply))
+                            .await
+                        {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => {
                                 tracing::warn!(peer = %self.peer, error = %e, "reply could not be written");
@@ -183,7 +188,10 @@ impl Connection {
                     }
                 }
                 Cut::Junk { len, reason } => {
-                    metrics.junk.with_label_values(&["tcp", reason.as_str()]).inc();
+                    metrics
+                        .junk
+                        .with_label_values(&["tcp", reason.as_str()])
+                        .inc();
                     metrics
                         .junk_bytes
                         .with_label_values(&["tcp", reason.as_str()])

@@ -19,7 +19,12 @@ use crate::station::Station;
 const IN_FLIGHT: usize = 4096;
 
 /// Serves one UDP socket until `shutdown` fires.
-pub async fn serve(socket: UdpSocket, station: Arc<Station>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    socket: UdpSocket,
+    station: Arc<Station>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let socket = Arc::new(socket);
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     // One byte more than the largest frame: a datagram that fills it was too long.
@@ -48,7 +53,10 @@ pub async fn serve(socket: UdpSocket, station: Arc<Station>, shutdown: Cancellat
         let station = Arc::clone(&station);
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
-            if let Some(reply) = station.handle_frame(&datagram, Transport::Udp, Some(peer)).await {
+            if let Some(reply) = station
+                .handle_frame(&datagram, Transport::Udp, Some(peer))
+                .await
+            {
                 if let Err(e) = socket.send_to(&reply, peer).await {
                     tracing::warn!(peer = %peer, error = %e, "udp reply could not be sent");
                 }

@@ -29,13 +29,23 @@ pub struct Metrics {
     pub listeners: IntGaugeVec,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<Histogram> {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
     r.register(Box::new(h.clone()))?;
     Ok(h)
@@ -45,8 +55,8 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> prometh
 /// on a quiet disk) and the panel gives up after seconds.
 fn latency_buckets() -> Vec<f64> {
     vec![
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-        0.5, 1.0, 2.5, 5.0,
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0,
     ]
 }
 
@@ -59,7 +69,12 @@ impl Metrics {
             "Frames received, by transport, ID token, reply sent (ack, nak, duh, none) and reason.",
             &["transport", "token", "outcome", "reason"],
         )?;
-        let events = counter_vec(&r, "tocsin_events_total", "Events journaled, by class.", &["class"])?;
+        let events = counter_vec(
+            &r,
+            "tocsin_events_total",
+            "Events journaled, by class.",
+            &["class"],
+        )?;
         let junk = counter_vec(
             &r,
             "tocsin_junk_total",
@@ -72,7 +87,8 @@ impl Metrics {
             "Bytes dropped before frame decoding.",
             &["transport", "reason"],
         )?;
-        let connections_open = IntGauge::new("tocsin_connections_open", "TCP connections open now.")?;
+        let connections_open =
+            IntGauge::new("tocsin_connections_open", "TCP connections open now.")?;
         r.register(Box::new(connections_open.clone()))?;
         let connections = counter_vec(
             &r,
@@ -99,7 +115,9 @@ impl Metrics {
             &r,
             "tocsin_journal_batch_records",
             "Records made durable by one fsync (group commit).",
-            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+            vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+            ],
         )?;
         let journal_append = histogram(
             &r,
@@ -107,7 +125,10 @@ impl Metrics {
             "Time from handing records to the journal to their durability.",
             latency_buckets(),
         )?;
-        let journal_bytes = IntCounter::new("tocsin_journal_bytes_total", "Bytes written to the journal.")?;
+        let journal_bytes = IntCounter::new(
+            "tocsin_journal_bytes_total",
+            "Bytes written to the journal.",
+        )?;
         r.register(Box::new(journal_bytes.clone()))?;
         let journal_failures = IntCounter::new(
             "tocsin_journal_failed_batches_total",
@@ -122,14 +143,22 @@ impl Metrics {
         )?;
         let dedup_keys = IntGauge::new("tocsin_dedup_keys", "Content keys in the dedup window.")?;
         r.register(Box::new(dedup_keys.clone()))?;
-        let reloads = counter_vec(&r, "tocsin_reloads_total", "Configuration reloads by result.", &["result"])?;
+        let reloads = counter_vec(
+            &r,
+            "tocsin_reloads_total",
+            "Configuration reloads by result.",
+            &["result"],
+        )?;
         let listeners = IntGaugeVec::new(
             Opts::new("tocsin_listeners", "Listeners bound, by transport."),
             &["transport"],
         )?;
         r.register(Box::new(listeners.clone()))?;
         let build = IntGaugeVec::new(
-            Opts::new("tocsin_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "tocsin_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )?;
         r.register(Box::new(build.clone()))?;

@@ -22,7 +22,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => value * 86400.0,
         other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e10 {
+    if !secs.is_finite() || !(0.0..=1e10).contains(&secs) {
         return Err(format!("duration `{text}` is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

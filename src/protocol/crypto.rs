@@ -159,7 +159,7 @@ pub fn open<'p>(
 ) -> Result<Opened<'p>, DecryptError> {
     plain.clear();
     hex::decode_into(cipher_hex, plain).ok_or(DecryptError::NotHex)?;
-    if plain.is_empty() || plain.len() % BLOCK != 0 {
+    if plain.is_empty() || !plain.len().is_multiple_of(BLOCK) {
         return Err(DecryptError::BlockLength { len: plain.len() });
     }
     key.decrypt_blocks(plain)?;

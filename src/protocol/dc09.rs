@@ -269,14 +269,25 @@ pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
     let body = envelope.body;
 
     let computed = crc16(body);
-    if computed != envelope.crc {
-        if envelope.cr_in_length || crc16_two(body, b"\r") == envelope.crc {
-            if crc16_two(body, b"\r") != envelope.crc {
-                return Err(FrameError::Crc {
-                    sent: envelope.crc,
-                    computed: crc16_two(body, b"\r"),
-                });
-            }
+    if envelope.cr_in_length {
+        // The length counted the CR. That is the ELDES variant only if the CRC covers the
+        // CR too; a CRC of the bare body means the length is simply one too large.
+        let with_cr = crc16_two(body, b"\r");
+        if with_cr == envelope.crc {
+            deviations.insert(Deviation::CrInCrc);
+        } else if computed == envelope.crc {
+            return Err(FrameError::Length {
+                declared: body.len() + 1,
+                actual: body.len(),
+            });
+        } else {
+            return Err(FrameError::Crc {
+                sent: envelope.crc,
+                computed,
+            });
+        }
+    } else if computed != envelope.crc {
+        if crc16_two(body, b"\r") == envelope.crc {
             deviations.insert(Deviation::CrInCrc);
         } else {
             return Err(FrameError::Crc {
@@ -347,6 +358,9 @@ fn envelope<'a>(i: &'a [u8], deviations: &mut Deviations) -> Result<Envelope<'a>
         _ => return Err(FrameError::Envelope),
     };
     let declared = usize::from(hex::parse_u16(&len_field).ok_or(FrameError::Envelope)?);
+    if len_field.iter().any(|b| b.is_ascii_lowercase()) {
+        deviations.insert(Deviation::LowercaseHex);
+    }
     let rest = i.get(body_start..).ok_or(FrameError::Envelope)?;
 
     // The declared length says where the CR should be; when it isn't there, the first CR

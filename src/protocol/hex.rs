@@ -45,7 +45,7 @@ pub fn encode_upper_into(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Decodes hex text (either case) into `out`; `None` on an odd length or a non-hex byte.
 pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     out.reserve(text.len() / 2);
@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut out = [0u8; 4];
-        write_u16_upper(0x0A3f, &mut out);
+        write_u16_upper(0x0A3F, &mut out);
         assert_eq!(&out, b"0A3F");
         assert_eq!(parse_u16(b"0a3F"), Some(0x0A3F));
         assert_eq!(parse_u16(b"0x3F"), None);

@@ -79,7 +79,7 @@ pub fn unescape(text: &str) -> Vec<u8> {
             Some(b'x') => {
                 let value = bytes
                     .get(i + 2..i + 4)
-                    .and_then(|h| super::hex::parse_u16(h))
+                    .and_then(super::hex::parse_u16)
                     .and_then(|v| u8::try_from(v).ok());
                 if let Some(v) = value {
                     out.push(v);

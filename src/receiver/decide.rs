@@ -6,7 +6,7 @@
 //! (as raft's `persisted_messages` does): [`Reply::AfterDurable`] for an ACK that hands
 //! over new events, which the caller may send only once the journal has them on disk.
 
-use time::{Duration, UtcDateTime};
+use time::Duration;
 
 use super::accounts::{AccountTable, Encryption, UnknownPolicy};
 use super::event::{rfc3339, ContentKey, Event};
@@ -271,13 +271,17 @@ pub fn decide_frame(
 
     let payload = match Payload::of_token(h.token) {
         Some(p) => p,
-        None if matches!(h.token, "ACK" | "NAK" | "DUH") => {
+        None if matches!(h.token, "ACK" | "NAK" | "DUH" | "RSP") => {
             d.outcome = Outcome::Silent(SilenceReason::Reply);
             d.detail = Some(format!("{} is a reply token, not a report", h.token));
             return d;
         }
         None => {
-            duh(&mut d, DuhReason::UnknownToken, format!("unknown ID token `{}`", h.token));
+            duh(
+                &mut d,
+                DuhReason::UnknownToken,
+                format!("unknown ID token `{}`", h.token),
+            );
             return d;
         }
     };
@@ -394,7 +398,9 @@ pub fn decide_frame(
 
     let mut ack = Vec::with_capacity(112);
     match (h.encrypted, key) {
-        (true, Some(k)) => response::ack_encrypted(h, frame.crc_form, k, arrival.now, random, &mut ack),
+        (true, Some(k)) => {
+            response::ack_encrypted(h, frame.crc_form, k, arrival.now, random, &mut ack)
+        }
         _ => response::ack(h, frame.crc_form, &mut ack),
     }
     d.heard = Some(account_id.to_string());
@@ -418,7 +424,7 @@ pub fn decide_frame(
 
 /// `#acct|` at the start of the data, the fallback route for frames without a header
 /// account.
-fn data_account_of(data: &[u8]) -> Option<String> {
+pub fn data_account_of(data: &[u8]) -> Option<String> {
     let rest = data.strip_prefix(b"#")?;
     let end = rest.iter().position(|&b| b == b'|').unwrap_or(rest.len());
     let acct = rest.get(..end)?;

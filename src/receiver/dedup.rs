@@ -71,7 +71,10 @@ impl Dedup {
     /// Whether `key` was acknowledged within the window before `now_micros`.
     pub fn contains(&self, key: ContentKey, now_micros: i64) -> bool {
         let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        shard.expiry.get(&key).is_some_and(|&until| until > now_micros)
+        shard
+            .expiry
+            .get(&key)
+            .is_some_and(|&until| until > now_micros)
     }
 
     /// Keys currently remembered (for metrics).

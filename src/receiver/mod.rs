@@ -3,8 +3,8 @@
 //! and events go out; sockets and disk are elsewhere.
 
 pub mod accounts;
-pub mod event;
 pub mod decide;
-pub mod normalize;
 pub mod dedup;
+pub mod event;
+pub mod normalize;
 pub mod record;

@@ -91,7 +91,13 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
     }
 }
 
-pub fn base_event(facts: &FrameFacts<'_>, index: usize, code: &str, class: EventClass, category: Category) -> Event {
+pub fn base_event(
+    facts: &FrameFacts<'_>,
+    index: usize,
+    code: &str,
+    class: EventClass,
+    category: Category,
+) -> Event {
     let h = facts.header;
     let mut e = Event {
         id: facts.key.event_id(index),
@@ -203,7 +209,11 @@ fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
         None => format!("Unknown SIA code {}", ev.code),
     };
     if ev.time.is_some() || ev.date.is_some() {
-        let when = [ev.date, ev.time].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let when = [ev.date, ev.time]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         e.event_time.get_or_insert(when);
     }
     e.names.extend(ev.names.iter().map(|n| n.to_string()));
@@ -241,7 +251,8 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
         None => format!("Unknown Contact ID code {code}"),
     };
     if qualifier.is_none() {
-        e.text.push_str(&format!(" (unknown qualifier {})", cid.qualifier));
+        e.text
+            .push_str(&format!(" (unknown qualifier {})", cid.qualifier));
     }
     e
 }

@@ -6,6 +6,8 @@
 //! - [`net`]: TCP and UDP listeners and the stream cutter.
 //! - [`ops`]: configuration, metrics, HTTP, systemd.
 
+pub mod daemon;
+pub mod forward;
 pub mod journal;
 pub mod net;
 pub mod offline;

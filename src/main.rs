@@ -17,14 +17,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the receiver daemon.
+    Run(cli::run::RunArgs),
+    /// Check a configuration file and explain what is wrong, with the line.
+    CheckConfig(cli::run::CheckConfigArgs),
     /// Decode frames offline to JSON, with the reply a receiver would send.
     Decode(cli::decode::DecodeArgs),
+    /// Send one event frame to a receiver as a panel would, and judge the reply.
+    Send(cli::send::SendArgs),
+    /// Query events in the journal.
+    History(cli::history::HistoryArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::CheckConfig(args) => cli::run::check_config(args),
         Command::Decode(args) => cli::decode::run(args),
+        Command::Send(args) => cli::send::run(args),
+        Command::History(args) => cli::history::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -2,3 +2,6 @@
 //! nowhere below.
 
 pub mod decode;
+pub mod history;
+pub mod run;
+pub mod send;

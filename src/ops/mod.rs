@@ -1,5 +1,7 @@
 //! Operations: configuration, metrics, HTTP endpoints, systemd integration.
 
 pub mod config;
+pub mod http;
 pub mod metrics;
+pub mod systemd;
 pub mod units;

@@ -18,6 +18,7 @@ pub mod contact_id;
 pub mod crc;
 pub mod crypto;
 pub mod dc09;
+pub mod encode;
 mod hex;
 pub mod response;
 pub mod sia;

@@ -1,0 +1,100 @@
+//! The JSON-lines sink: one normalized event per line, to stdout or to a file. The default
+//! output, and the one that needs nothing else running.
+//!
+//! Delivery is at least once: the cursor is stored every half second and at shutdown, so
+//! after a crash the last few events may be written again (their `id` tells them apart).
+//! A sink without a stored cursor starts at the end of the journal, so enabling it on an old
+//! journal does not replay its history.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::{CursorStore, JournalHandle, Record};
+use crate::receiver::record::JournalRecord;
+
+/// How often the cursor is made durable.
+const CURSOR_EVERY: Duration = Duration::from_millis(500);
+
+/// Why the sink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("writing events: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Writes every event journaled after the cursor `name` to `out`, until `shutdown`; then
+/// writes what is already durable and stores the cursor.
+pub async fn run(
+    journal: JournalHandle,
+    name: &str,
+    mut out: Box<dyn AsyncWrite + Unpin + Send>,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    let cursors = CursorStore::open(journal.data_dir())?;
+    let mut reader = journal.reader();
+    let start = match cursors.load_cursor(name)? {
+        Some(lsn) => lsn + 1,
+        None => journal.durable_lsn() + 1,
+    };
+    reader.seek(start);
+    let mut last = start.saturating_sub(1);
+    let mut stored = last;
+    let mut last_store = Instant::now();
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        let next = tokio::select! {
+            biased;
+            r = reader.next_wait() => r?,
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(CURSOR_EVERY), if last != stored => None,
+        };
+        if let Some(rec) = next {
+            write_record(&rec, &mut line, &mut out).await?;
+            last = rec.lsn;
+        } else {
+            out.flush().await?;
+        }
+        if last != stored && last_store.elapsed() >= CURSOR_EVERY {
+            out.flush().await?;
+            cursors.store_cursor(name, last)?;
+            stored = last;
+            last_store = Instant::now();
+        }
+    }
+    // Drain what is durable now, then record how far we got.
+    while let Some(rec) = reader.next_record()? {
+        write_record(&rec, &mut line, &mut out).await?;
+        last = rec.lsn;
+    }
+    out.flush().await?;
+    if last != stored {
+        cursors.store_cursor(name, last)?;
+    }
+    Ok(())
+}
+
+async fn write_record(
+    rec: &Record,
+    line: &mut Vec<u8>,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+) -> Result<(), std::io::Error> {
+    let Ok(record) = JournalRecord::from_bytes(&rec.payload) else {
+        tracing::warn!(
+            lsn = rec.lsn,
+            "journal record is not a receiver record; skipped"
+        );
+        return Ok(());
+    };
+    for event in &record.events {
+        line.clear();
+        if serde_json::to_writer(&mut *line, event).is_ok() {
+            line.push(b'\n');
+            out.write_all(line).await?;
+        }
+    }
+    Ok(())
+}

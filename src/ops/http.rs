@@ -1,0 +1,91 @@
+//! The operator's HTTP endpoints, on loopback by default: `/metrics` (Prometheus text),
+//! `/healthz` (the process answers), `/readyz` (listeners bound and journal writable),
+//! `/status` (a JSON summary for the start of a shift).
+//!
+//! Plain hyper with a handful of fixed routes: no framework is needed for five paths.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the endpoints read.
+pub trait Probe: Send + Sync + 'static {
+    fn metrics(&self) -> Vec<u8>;
+    /// `Ok` when ready, else the reason.
+    fn ready(&self) -> Result<(), String>;
+    fn status(&self) -> serde_json::Value;
+}
+
+fn reply(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = code;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            probe.metrics(),
+        ),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => match probe.ready() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n"),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/status" => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec_pretty(&probe.status()).unwrap_or_default(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// Serves the endpoints on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, probe: Arc<dyn Probe>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let probe = Arc::clone(&probe);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let r = route(probe.as_ref(), &req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+/// Binds the HTTP address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -37,6 +37,9 @@ pub struct Overrides {
     pub listen: Vec<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub http: Option<SocketAddr>,
+    /// `--nats URL`: publish to NATS JetStream (stream and subjects from the file or the
+    /// defaults).
+    pub nats: Option<String>,
 }
 
 /// Why the daemon could not start or stopped badly.
@@ -90,6 +93,12 @@ fn apply(config: &mut Config, o: &Overrides) {
     }
     if let Some(h) = o.http {
         config.http.address = Some(h);
+    }
+    if let Some(url) = &o.nats {
+        match &mut config.bus.nats {
+            Some(n) => n.url = url.clone(),
+            None => config.bus.nats = Some(crate::forward::nats::NatsConfig::with_url(url)),
+        }
     }
 }
 
@@ -205,6 +214,25 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
     });
 
+    // Sinks without a cursor start at the current end of the journal; the cursor is made
+    // now, before any frame can arrive, so nothing received from here on is skipped.
+    let mut sink_names = Vec::new();
+    if config.stdout_events() {
+        sink_names.push("stdout");
+    }
+    if config.output.file.is_some() {
+        sink_names.push("file");
+    }
+    if config.bus.nats.is_some() {
+        sink_names.push(crate::forward::nats::CURSOR);
+    }
+    let cursors = crate::journal::CursorStore::open(&data_dir)?;
+    for name in &sink_names {
+        if cursors.load_cursor(name)?.is_none() {
+            cursors.store_cursor(name, handle.durable_lsn())?;
+        }
+    }
+
     // Listeners. Any bind failure stops the start: a receiver missing a port it was told
     // to serve would leave panels failing over without anyone knowing why.
     let accept_stop = shutdown.child_token();
@@ -275,13 +303,13 @@ pub async fn run(
     // Sinks.
     let sink_stop = CancellationToken::new();
     let mut sinks = Vec::new();
-    if config.output.stdout {
+    if config.stdout_events() {
         let h = handle.clone();
         let stop = sink_stop.clone();
+        let m = metrics.sink("stdout");
         sinks.push(tokio::spawn(async move {
-            if let Err(e) =
-                crate::forward::jsonl::run(h, "stdout", Box::new(tokio::io::stdout()), stop).await
-            {
+            let out = Box::new(tokio::io::stdout());
+            if let Err(e) = crate::forward::jsonl::run(h, "stdout", out, m, stop).await {
                 tracing::error!(error = %e, "stdout sink stopped");
             }
         }));
@@ -294,11 +322,13 @@ pub async fn run(
             .await;
         match file {
             Ok(f) => {
+                let m = metrics.sink("file");
                 let h = handle.clone();
                 let stop = sink_stop.clone();
                 sinks.push(tokio::spawn(async move {
                     let out = tokio::io::BufWriter::new(f);
-                    if let Err(e) = crate::forward::jsonl::run(h, "file", Box::new(out), stop).await
+                    if let Err(e) =
+                        crate::forward::jsonl::run(h, "file", Box::new(out), m, stop).await
                     {
                         tracing::error!(error = %e, "file sink stopped");
                     }
@@ -308,6 +338,17 @@ pub async fn run(
                 tracing::error!(path = %path.display(), error = %e, "cannot open the events file")
             }
         }
+    }
+
+    if let Some(nats) = config.bus.nats.clone() {
+        let h = handle.clone();
+        let stop = sink_stop.clone();
+        let m = Arc::new(metrics.sink("nats"));
+        sinks.push(tokio::spawn(async move {
+            if let Err(e) = crate::forward::nats::run(h, nats, m, stop).await {
+                tracing::error!(error = %e, "NATS sink stopped");
+            }
+        }));
     }
 
     // Retention: whole segments, never past what a sink has not written yet.
@@ -402,6 +443,7 @@ pub async fn run(
     for s in servers {
         let _ = s.await;
     }
+    tracing::debug!("listeners closed");
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
         .await
@@ -410,11 +452,13 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 3 s");
     }
     let _ = retention.await;
+    tracing::debug!("connections finished");
     drop(station);
     let closed = journal.close().await;
+    tracing::debug!("journal closed");
     sink_stop.cancel();
     for s in sinks {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
     http_stop.cancel();
     closed?;

@@ -105,9 +105,19 @@ fn decide_any(raw: &[u8]) {
         peer: None,
         receiver: "prop",
     };
-    let d = decide(raw, &arrival, &accounts, &TimePolicy::default(), &NothingSeen, &[0; 16]);
+    let d = decide(
+        raw,
+        &arrival,
+        &accounts,
+        &TimePolicy::default(),
+        &NothingSeen,
+        &[0; 16],
+    );
     // Whatever the input, a reply we send must itself be a valid frame.
     if let Some(reply) = d.reply.bytes() {
-        assert!(parse_frame(reply).is_ok(), "reply does not parse: {reply:?}");
+        assert!(
+            parse_frame(reply).is_ok(),
+            "reply does not parse: {reply:?}"
+        );
     }
 }

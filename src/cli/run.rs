@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// Address of the metrics, health and status endpoints.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Publish events to NATS JetStream at this URL (e.g. nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "human")]
     pub log_format: LogFormat,
@@ -77,6 +80,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             listen: args.listen,
             data_dir: args.data_dir,
             http: args.http,
+            nats: args.nats,
         };
         match daemon::run(args.config, overrides, shutdown, reload_rx, None).await {
             Ok(()) => Ok(0),

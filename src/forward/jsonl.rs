@@ -32,8 +32,10 @@ pub async fn run(
     journal: JournalHandle,
     name: &str,
     mut out: Box<dyn AsyncWrite + Unpin + Send>,
+    metrics: super::SinkMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
+    metrics.connected.set(1);
     let cursors = CursorStore::open(journal.data_dir())?;
     let mut reader = journal.reader();
     let start = match cursors.load_cursor(name)? {
@@ -48,13 +50,21 @@ pub async fn run(
     loop {
         let next = tokio::select! {
             biased;
-            r = reader.next_wait() => r?,
             _ = shutdown.cancelled() => break,
+            r = reader.next_wait() => match r? {
+                Some(rec) => Some(rec),
+                // The journal closed: nothing more will come.
+                None => break,
+            },
             _ = tokio::time::sleep(CURSOR_EVERY), if last != stored => None,
         };
         if let Some(rec) = next {
-            write_record(&rec, &mut line, &mut out).await?;
+            let n = write_record(&rec, &mut line, &mut out).await?;
+            metrics.published.inc_by(n);
             last = rec.lsn;
+            metrics
+                .backlog
+                .set(journal.durable_lsn().saturating_sub(last) as i64);
         } else {
             out.flush().await?;
         }
@@ -77,24 +87,27 @@ pub async fn run(
     Ok(())
 }
 
+/// Writes the record's events; returns how many.
 async fn write_record(
     rec: &Record,
     line: &mut Vec<u8>,
     out: &mut (dyn AsyncWrite + Unpin + Send),
-) -> Result<(), std::io::Error> {
+) -> Result<u64, std::io::Error> {
     let Ok(record) = JournalRecord::from_bytes(&rec.payload) else {
         tracing::warn!(
             lsn = rec.lsn,
             "journal record is not a receiver record; skipped"
         );
-        return Ok(());
+        return Ok(0);
     };
+    let mut n = 0;
     for event in &record.events {
         line.clear();
         if serde_json::to_writer(&mut *line, event).is_ok() {
             line.push(b'\n');
             out.write_all(line).await?;
+            n += 1;
         }
     }
-    Ok(())
+    Ok(n)
 }

@@ -244,28 +244,24 @@ pub struct HttpSection {
     pub address: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[bus]`: where events are published.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    #[serde(default)]
+    pub nats: Option<crate::forward::nats::NatsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
-    /// Print events as JSON lines on stdout.
-    #[serde(default = "yes")]
-    pub stdout: bool,
+    /// Print events as JSON lines on stdout. Default: on when no bus is configured (under
+    /// systemd stdout goes to the system journal, which a bus makes redundant).
+    #[serde(default)]
+    pub stdout: Option<bool>,
     /// Also append events as JSON lines to this file.
     #[serde(default)]
     pub file: Option<PathBuf>,
-}
-
-impl Default for OutputSection {
-    fn default() -> Self {
-        OutputSection {
-            stdout: true,
-            file: None,
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -332,7 +328,7 @@ pub struct Config {
     #[serde(default, rename = "account")]
     pub account: Vec<AccountEntry>,
     #[serde(default)]
-    pub bus: toml::Table,
+    pub bus: BusSection,
     /// Set when no file was given, so the daemon can say loudly that it accepts anything.
     #[serde(skip)]
     pub is_default: bool,
@@ -387,6 +383,11 @@ impl Config {
         } else {
             self.listen.clone()
         }
+    }
+
+    /// Whether events go to stdout.
+    pub fn stdout_events(&self) -> bool {
+        self.output.stdout.unwrap_or(self.bus.nats.is_none())
     }
 
     /// HTTP endpoint in effect.

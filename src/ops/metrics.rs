@@ -27,6 +27,11 @@ pub struct Metrics {
     pub dedup_keys: IntGauge,
     pub reloads: IntCounterVec,
     pub listeners: IntGaugeVec,
+    pub sink_backlog: IntGaugeVec,
+    pub sink_published: IntCounterVec,
+    pub sink_latency: HistogramVec,
+    pub sink_connected: IntGaugeVec,
+    pub sink_errors: IntCounterVec,
 }
 
 fn counter_vec(
@@ -154,6 +159,43 @@ impl Metrics {
             &["transport"],
         )?;
         r.register(Box::new(listeners.clone()))?;
+        let sink_backlog = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_forward_backlog_records",
+                "Journal records not yet delivered, by sink.",
+            ),
+            &["sink"],
+        )?;
+        r.register(Box::new(sink_backlog.clone()))?;
+        let sink_published = counter_vec(
+            &r,
+            "tocsin_forward_published_total",
+            "Events delivered (a PubAck received, or a line written), by sink.",
+            &["sink"],
+        )?;
+        let sink_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tocsin_forward_publish_seconds",
+                "Time from publishing an event to its acknowledgement, by sink.",
+            )
+            .buckets(latency_buckets()),
+            &["sink"],
+        )?;
+        r.register(Box::new(sink_latency.clone()))?;
+        let sink_connected = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_forward_connected",
+                "1 while the sink is connected to its destination.",
+            ),
+            &["sink"],
+        )?;
+        r.register(Box::new(sink_connected.clone()))?;
+        let sink_errors = counter_vec(
+            &r,
+            "tocsin_forward_errors_total",
+            "Sink failures (connection lost, publish refused), each followed by a retry.",
+            &["sink"],
+        )?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -181,7 +223,23 @@ impl Metrics {
             dedup_keys,
             reloads,
             listeners,
+            sink_backlog,
+            sink_published,
+            sink_latency,
+            sink_connected,
+            sink_errors,
         })
+    }
+
+    /// The metrics of one sink.
+    pub fn sink(&self, name: &str) -> crate::forward::SinkMetrics {
+        crate::forward::SinkMetrics {
+            backlog: self.sink_backlog.with_label_values(&[name]),
+            published: self.sink_published.with_label_values(&[name]),
+            publish_latency: self.sink_latency.with_label_values(&[name]),
+            connected: self.sink_connected.with_label_values(&[name]),
+            errors: self.sink_errors.with_label_values(&[name]),
+        }
     }
 
     /// The text exposition of every metric.

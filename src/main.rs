@@ -27,6 +27,8 @@ enum Command {
     Send(cli::send::SendArgs),
     /// Query events in the journal.
     History(cli::history::HistoryArgs),
+    /// Follow events from the bus or the journal, as JSON or readable lines.
+    Tail(cli::tail::TailArgs),
 }
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
         Command::Decode(args) => cli::decode::run(args),
         Command::Send(args) => cli::send::run(args),
         Command::History(args) => cli::history::run(args),
+        Command::Tail(args) => cli::tail::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

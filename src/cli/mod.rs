@@ -5,3 +5,4 @@ pub mod decode;
 pub mod history;
 pub mod run;
 pub mod send;
+pub mod tail;

@@ -121,8 +121,24 @@ struct Health {
 
 impl Probe for Health {
     fn metrics(&self) -> Vec<u8> {
-        self.metrics.dedup_keys.set(self.station.dedup.len() as i64);
-        self.metrics.render()
+        // Gauges read at scrape time: cheap, and always current.
+        let m = &self.metrics;
+        m.dedup_keys.set(self.station.dedup.len() as i64);
+        let stats = self.journal.stats();
+        m.journal_durable_lsn
+            .set(i64::try_from(stats.durable_lsn()).unwrap_or(i64::MAX));
+        if let Ok(vfs) = rustix::fs::statvfs(self.journal.data_dir()) {
+            let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+            let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
+            m.journal_disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
+            m.journal_disk_total.set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+        let dir = crate::journal::segment::journal_dir(self.journal.data_dir());
+        if let Ok(segments) = crate::journal::segment::list_segments(&dir) {
+            let bytes: u64 = segments.iter().map(|s| s.len).sum();
+            m.journal_size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        m.render()
     }
 
     fn ready(&self) -> Result<(), String> {

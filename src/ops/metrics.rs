@@ -32,6 +32,18 @@ pub struct Metrics {
     pub sink_latency: HistogramVec,
     pub sink_connected: IntGaugeVec,
     pub sink_errors: IntCounterVec,
+    pub journal_disk_free: IntGauge,
+    pub journal_disk_total: IntGauge,
+    pub journal_size: IntGauge,
+    pub journal_durable_lsn: IntGauge,
+    pub supervision_paths: IntGauge,
+    pub supervision_failed: IntGauge,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 fn counter_vec(
@@ -196,6 +208,36 @@ impl Metrics {
             "Sink failures (connection lost, publish refused), each followed by a retry.",
             &["sink"],
         )?;
+        let journal_disk_free = gauge(
+            &r,
+            "tocsin_journal_disk_free_bytes",
+            "Free bytes on the filesystem of the data directory (for unprivileged users).",
+        )?;
+        let journal_disk_total = gauge(
+            &r,
+            "tocsin_journal_disk_total_bytes",
+            "Size of the filesystem of the data directory.",
+        )?;
+        let journal_size = gauge(
+            &r,
+            "tocsin_journal_size_bytes",
+            "Bytes taken by journal segments (preallocated size).",
+        )?;
+        let journal_durable_lsn = gauge(
+            &r,
+            "tocsin_journal_durable_lsn",
+            "Sequence number of the last durable journal record.",
+        )?;
+        let supervision_paths = gauge(
+            &r,
+            "tocsin_supervision_paths",
+            "Reporting paths under supervision.",
+        )?;
+        let supervision_failed = gauge(
+            &r,
+            "tocsin_supervision_failed_paths",
+            "Supervised paths now silent past their interval.",
+        )?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -228,6 +270,12 @@ impl Metrics {
             sink_latency,
             sink_connected,
             sink_errors,
+            journal_disk_free,
+            journal_disk_total,
+            journal_size,
+            journal_durable_lsn,
+            supervision_paths,
+            supervision_failed,
         })
     }
 

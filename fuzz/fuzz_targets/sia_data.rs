@@ -28,11 +28,21 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(e.code.len(), 2);
         assert!(e.code.bytes().all(|b| b.is_ascii_uppercase()));
         assert!(inside(s, e.code));
-        assert!(e.address.is_none_or(|a| a.bytes().all(|b| b.is_ascii_digit())));
-        for f in [e.address, e.area, e.user, e.time, e.date, e.peripheral, e.tail]
-            .into_iter()
-            .flatten()
-            .chain(e.names.iter().copied())
+        assert!(e
+            .address
+            .is_none_or(|a| a.bytes().all(|b| b.is_ascii_digit())));
+        for f in [
+            e.address,
+            e.area,
+            e.user,
+            e.time,
+            e.date,
+            e.peripheral,
+            e.tail,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(e.names.iter().copied())
         {
             assert!(inside(s, f));
         }

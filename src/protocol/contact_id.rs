@@ -29,8 +29,7 @@
 //! refused before it is scanned.
 
 use super::codes::{self, AddressKind, Arming, CidCodeInfo, Qualifier};
-use super::sia::is_account;
-use nom::bytes::complete::{take_while, take_while_m_n};
+use super::sia::{ascii_exact, ascii_while, is_account};
 use nom::{IResult, Parser};
 
 /// Longest data accepted: `#` + 16-character account + `|` + 16 digits, with room for
@@ -256,12 +255,12 @@ type Res<'a, O> = IResult<&'a str, O>;
 
 /// Optional spaces between fields.
 fn sp(i: &str) -> Res<'_, &str> {
-    take_while(|c| c == ' ').parse(i)
+    Ok(ascii_while(i, |b| b == b' '))
 }
 
 /// Exactly `n` Contact ID digits (0–9, B–F).
 fn digits(n: usize) -> impl for<'a> Fn(&'a str) -> Res<'a, &'a str> {
-    move |i| take_while_m_n(n, n, |c: char| u8::try_from(c).is_ok_and(is_cid_digit)).parse(i)
+    move |i| ascii_exact(i, n, is_cid_digit)
 }
 
 /// `AAAA`: the DC-05 account, four digits.

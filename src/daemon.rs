@@ -115,7 +115,7 @@ struct Health {
     journal: JournalHandle,
     metrics: Arc<Metrics>,
     station: Arc<Station>,
-    bound: Bound,
+    bound: std::sync::Mutex<Bound>,
     started: Instant,
 }
 
@@ -130,8 +130,10 @@ impl Probe for Health {
         if let Ok(vfs) = rustix::fs::statvfs(self.journal.data_dir()) {
             let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
             let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
-            m.journal_disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
-            m.journal_disk_total.set(i64::try_from(total).unwrap_or(i64::MAX));
+            m.journal_disk_free
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+            m.journal_disk_total
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
         }
         let dir = crate::journal::segment::journal_dir(self.journal.data_dir());
         if let Ok(segments) = crate::journal::segment::list_segments(&dir) {
@@ -154,14 +156,15 @@ impl Probe for Health {
     fn status(&self) -> serde_json::Value {
         let settings = self.station.settings.load();
         let stats = self.journal.stats();
+        let bound = self.bound.lock().map(|b| b.clone()).unwrap_or_default();
         serde_json::json!({
             "receiver": settings.config.receiver.id,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "ready": self.ready().is_ok(),
             "listeners": {
-                "tcp": self.bound.tcp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "udp": self.bound.udp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "tcp": bound.tcp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "udp": bound.udp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             },
             "journal": {
                 "writable": !stats.poisoned(),
@@ -249,21 +252,50 @@ pub async fn run(
         }
     }
 
-    // Listeners. Any bind failure stops the start: a receiver missing a port it was told
-    // to serve would leave panels failing over without anyone knowing why.
+    // The HTTP endpoints come first, so that /healthz answers and /readyz says "not
+    // ready" while listeners wait for their ports.
+    let http_stop = CancellationToken::new();
+    let http_addr = config.http_address();
+    let health = Arc::new(Health {
+        listening: AtomicBool::new(false),
+        journal: handle.clone(),
+        metrics: Arc::clone(&metrics),
+        station: Arc::clone(&station),
+        bound: std::sync::Mutex::new(Bound::default()),
+        started: Instant::now(),
+    });
+    let mut http_bound = None;
+    match http::bind(http_addr).await {
+        Ok(l) => {
+            http_bound = l.local_addr().ok();
+            tokio::spawn(http::serve(
+                l,
+                health.clone() as Arc<dyn Probe>,
+                http_stop.clone(),
+            ));
+        }
+        // Metrics are for operators, not panels: a taken port is logged, not fatal.
+        Err(e) => tracing::error!(addr = %http_addr, error = %e, "cannot serve HTTP endpoints"),
+    }
+
+    // Listeners. A port still held (an old process exiting) is retried until it frees,
+    // and the daemon is not ready meanwhile; any other bind error stops the start: a
+    // receiver missing a port it was told to serve would leave panels failing over without
+    // anyone knowing why.
     let accept_stop = shutdown.child_token();
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
     let peers = Arc::new(tcp::PeerCounts::default());
-    let mut bound = Bound::default();
+    let mut bound = Bound {
+        http: http_bound,
+        ..Bound::default()
+    };
     let mut servers = Vec::new();
     for l in config.listeners() {
         if l.transport.tcp() {
-            let listener = bind_tcp(l.address).map_err(|source| DaemonError::Bind {
-                addr: l.address,
-                transport: "tcp",
-                source,
-            })?;
+            let Some(listener) = bind_retry(l.address, "tcp", bind_tcp, &shutdown).await? else {
+                return Ok(());
+            };
             bound.tcp.push(listener.local_addr().unwrap_or(l.address));
             let ctx = tcp::TcpContext {
                 station: Arc::clone(&station),
@@ -277,11 +309,9 @@ pub async fn run(
             metrics.listeners.with_label_values(&["tcp"]).inc();
         }
         if l.transport.udp() {
-            let socket = bind_udp(l.address).map_err(|source| DaemonError::Bind {
-                addr: l.address,
-                transport: "udp",
-                source,
-            })?;
+            let Some(socket) = bind_retry(l.address, "udp", bind_udp, &shutdown).await? else {
+                return Ok(());
+            };
             bound.udp.push(socket.local_addr().unwrap_or(l.address));
             servers.push(tokio::spawn(udp::serve(
                 socket,
@@ -292,28 +322,8 @@ pub async fn run(
             metrics.listeners.with_label_values(&["udp"]).inc();
         }
     }
-
-    let http_stop = CancellationToken::new();
-    let http_addr = config.http_address();
-    let health = Arc::new(Health {
-        listening: AtomicBool::new(false),
-        journal: handle.clone(),
-        metrics: Arc::clone(&metrics),
-        station: Arc::clone(&station),
-        bound: bound.clone(),
-        started: Instant::now(),
-    });
-    match http::bind(http_addr).await {
-        Ok(l) => {
-            bound.http = l.local_addr().ok();
-            tokio::spawn(http::serve(
-                l,
-                health.clone() as Arc<dyn Probe>,
-                http_stop.clone(),
-            ));
-        }
-        // Metrics are for operators, not panels: a taken port is logged, not fatal.
-        Err(e) => tracing::error!(addr = %http_addr, error = %e, "cannot serve HTTP endpoints"),
+    if let Ok(mut b) = health.bound.lock() {
+        *b = bound.clone();
     }
 
     // Sinks.
@@ -516,6 +526,38 @@ fn rebuild_dedup(journal: &JournalHandle, dedup: &Dedup, window: Duration) -> us
         }
     }
     n
+}
+
+/// Binds `addr`, waiting while the port is held by another socket.
+async fn bind_retry<T>(
+    addr: SocketAddr,
+    transport: &'static str,
+    bind: fn(SocketAddr) -> std::io::Result<T>,
+    shutdown: &CancellationToken,
+) -> Result<Option<T>, DaemonError> {
+    let mut warned = false;
+    loop {
+        match bind(addr) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if !warned {
+                    tracing::warn!(%addr, transport, "address in use; waiting for it (not ready until bound)");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+            }
+            Err(source) => {
+                return Err(DaemonError::Bind {
+                    addr,
+                    transport,
+                    source,
+                })
+            }
+        }
+    }
 }
 
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -247,6 +247,24 @@ impl Metrics {
         )?;
         r.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        // Series that exist from the start, at zero, so rates and alerts work before the
+        // first occurrence.
+        for class in crate::protocol::codes::EventClass::ALL {
+            events.with_label_values(&[class.as_str()]);
+        }
+        for reason in ["not_a_frame", "too_long", "truncated"] {
+            junk.with_label_values(&["tcp", reason]);
+            junk_bytes.with_label_values(&["tcp", reason]);
+        }
+        for event in ["accepted", "closed", "refused", "idle"] {
+            connections.with_label_values(&[event]);
+        }
+        for result in ["ok", "failed"] {
+            reloads.with_label_values(&[result]);
+        }
+        for action in ["nak", "audit_lost"] {
+            journal_errors.with_label_values(&[action]);
+        }
         Ok(Metrics {
             registry: r,
             frames,

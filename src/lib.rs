@@ -1,2 +1,3 @@
 //! tocsin: a SIA DC-09 alarm receiver.
+pub mod journal;
 pub mod protocol;

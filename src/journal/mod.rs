@@ -1,0 +1,193 @@
+//! # The journal: tocsin's durable, append-only log
+//!
+//! The receiver appends every new event here and ACKs the panel only once the append returned
+//! `Ok`, which happens only after the record's bytes were written and `fdatasync` returned. The
+//! forwarder reads the journal and publishes to the bus at its own pace. The journal is
+//! therefore both the durability point of invariant 1 ("ACK after durable") and the buffer of
+//! invariant 2 ("reception never waits on consumers"). It knows nothing of protocols: a record
+//! is an opaque payload plus a caller-supplied timestamp.
+//!
+//! ## Invariants
+//!
+//! 1. **`Ok` means durable.** `append`/`append_batch` resolve `Ok` only after an fsync that
+//!    covered the record. Any `Err`, including a dropped completion
+//!    ([`JournalError::WriterGone`]), means "not durable": the caller must NAK or stay silent.
+//! 2. **LSNs are dense and ordered.** Records get consecutive LSNs from 1, in queue order; a
+//!    record that is readable has every smaller LSN of its segment readable before it (except
+//!    where damage was reported, see *Recovery*).
+//! 3. **One writer.** A single OS thread owns the active segment; a `LOCK` file (`flock`) keeps
+//!    a second process off the directory.
+//! 4. **Readers see only durable data** when attached to a running writer (live readers stop at
+//!    the published durable LSN).
+//! 5. **Nothing a consumer still needs is deleted** by retention unless explicitly allowed.
+//! 6. **No input from disk can panic.** Every length and offset read from a file is checked.
+//!
+//! ## On disk
+//!
+//! ```text
+//! <data_dir>/journal/
+//!     LOCK                          held by the writer (flock)
+//!     00000000000000000001.seg      segments, named by their first LSN (20 digits)
+//!     00000000000000004711.seg
+//!     cursors/<name>                one file per consumer: decimal LSN + "\n"
+//! ```
+//!
+//! A segment starts with a 32-byte header (magic `TOCSINJ1`, version 1, first LSN, CRC32C; see
+//! [`segment`]) followed by records (see [`record`]):
+//!
+//! ```text
+//! len:u32 LE | crc32c:u32 LE | lsn:u64 LE | ts_micros:i64 LE | payload[len]
+//! ```
+//!
+//! The CRC32C covers `len`, `lsn`, `ts_micros` and the payload, so a torn length, a torn
+//! payload, or a well-formed record from another position (a stale LSN) is rejected. Payloads are
+//! limited to [`MAX_RECORD_LEN`] (1 MiB) and refused with [`JournalError::RecordTooLarge`].
+//!
+//! ## Segments and rotation
+//!
+//! Segments are preallocated (`fallocate`, [`JournalConfig::segment_size`], 64 MiB by default)
+//! so that the file size does not change as records are appended and `fdatasync` has no size
+//! metadata to commit. A segment is created under a temporary name, preallocated, given its
+//! header, synced, renamed into place, and the directory synced: a `*.seg` always has a valid
+//! header. When the next record does not fit, the writer writes and syncs the part of the batch
+//! that belongs to the old segment, then creates the next one, so a newer segment only exists
+//! once the older one is complete on disk. **A record larger than a whole segment gets a segment
+//! of its own, sized to fit it** (never rejected, as long as it is within `MAX_RECORD_LEN`).
+//!
+//! ## Group commit
+//!
+//! Appenders queue requests (bounded queue: a full queue makes `append` wait, which is the
+//! back-pressure). The writer takes everything queued (up to `max_batch_bytes`), encodes it in
+//! one buffer, writes it with one positioned write, calls `fdatasync` once, publishes the new
+//! durable LSN on a `watch` channel, then completes every waiter. `append_nowait` records travel
+//! the same queue and are made durable by the same commits, but nobody waits for them.
+//!
+//! ## Failure: the writer poisons itself
+//!
+//! If a write or an fsync fails (ENOSPC, EIO, …), every request of that batch gets the error,
+//! and **every later request gets [`JournalError::Poisoned`] until the process restarts**. After
+//! a failed fsync Linux may have dropped the dirty pages and cleared the error; a later fsync
+//! could "succeed" without the earlier data on disk, so no later `Ok` could be trusted. The
+//! durable LSN stops advancing and [`JournalStats::poisoned`] turns true (for `/readyz`). A
+//! restart runs recovery, which finds what really is on disk. This is deliberate: panels that
+//! get no ACK retry or fall back to another receiver, which is safe; a false ACK is not.
+//! Poisoning also applies to "disk full", which a restart does not cure by itself.
+//!
+//! ## Recovery (on open)
+//!
+//! Every segment is read and every record checked (checksum, and the LSN must be the next
+//! expected one). See [`recovery`] for the rules; in short:
+//! - **torn tail** — garbage after the last valid record of the newest segment (a write cut by
+//!   a crash). It was never acknowledged. The write position is set to the end of the last valid
+//!   record, the garbage is overwritten with zeros and synced (so no later scan can mistake stale
+//!   bytes for records), and [`OpenReport::torn_tail`] counts the bytes and partial records;
+//! - **damage in the middle** — an invalid record followed by valid ones, in any segment, or a
+//!   gap in LSNs between segments. Nothing is overwritten; the scan resumes at the next valid
+//!   record; [`OpenReport::corruptions`] lists each place with the count of LSNs lost, and it is
+//!   logged at error level. Readers report the same damage as [`JournalError::Corrupt`] once and
+//!   continue after it. Open does not fail for it: refusing to start would stop alarm reception
+//!   for data that is already lost;
+//! - open fails (typed) only when it cannot safely append: unreadable header of the newest
+//!   segment, overlapping segments, I/O errors, or the lock held.
+//!
+//! Open reads the whole journal, so its duration grows with the retained size (sequential reads).
+//!
+//! ## Readers and cursors
+//!
+//! [`JournalReader`] iterates records in LSN order from [`JournalReader::seek`] or
+//! [`JournalReader::seek_time`] (which picks the newest segment whose first record is not newer
+//! than the time asked, reading one header per segment). A cursor ([`CursorStore`]) is the
+//! **next LSN its consumer needs**; it is stored atomically (temp file, fsync, rename, fsync of
+//! the directory). The forwarder stores a cursor before it starts consuming, so retention knows
+//! of it from the first moment.
+//!
+//! ## Retention
+//!
+//! [`Retention::run`] deletes the oldest whole segments, never the active one, while the journal
+//! is over `max_bytes` or the segment's newest record is older than `max_age`, but stops at the
+//! first segment holding an LSN ≥ the smallest cursor, unless `allow_unpublished_deletion` is
+//! set (then the deleted unpublished records are counted and logged as a warning).
+//!
+//! ## What is counted when data is lost
+//!
+//! - a torn tail: bytes and partial records zeroed ([`TornTail`]) — never acknowledged data;
+//! - damage: one [`Corruption`] per place, with the LSNs lost (may include acknowledged data);
+//! - a failed write/fsync: [`JournalStats::failed_batches`], [`JournalStats::poisoned`]; every
+//!   waiter got an `Err`; `append_nowait` records of that batch are lost without a waiter to tell;
+//! - retention: [`RetentionReport::unpublished_records_deleted`].
+
+mod cursor;
+mod error;
+mod reader;
+pub mod record;
+pub mod recovery;
+mod retention;
+pub mod segment;
+mod stats;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use cursor::CursorStore;
+pub use error::{JournalError, Result};
+pub use reader::{JournalReader, Record};
+pub use record::MAX_RECORD_LEN;
+pub use recovery::{Corruption, OpenReport, TornTail};
+pub use retention::{DeletedSegment, Retention, RetentionPolicy, RetentionReport};
+pub use stats::{BatchObserver, BatchStats, JournalStats};
+pub use writer::{Journal, JournalHandle};
+
+/// Log sequence number: 1 for the first record ever written, then +1 per record.
+pub type Lsn = u64;
+
+/// Default segment size: large enough that rotation (and its directory fsync) is rare.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// Smallest accepted segment size (tests use small segments to exercise rotation).
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+/// Configuration of [`Journal::open`].
+#[derive(Clone)]
+pub struct JournalConfig {
+    /// The daemon's data directory; the journal lives in `<data_dir>/journal/`.
+    pub data_dir: PathBuf,
+    /// Preallocated size of each segment, at least [`MIN_SEGMENT_SIZE`].
+    pub segment_size: u64,
+    /// Requests the queue holds before `append` waits (back-pressure).
+    pub queue_capacity: usize,
+    /// The writer stops draining the queue into a batch past this many encoded bytes.
+    pub max_batch_bytes: usize,
+    /// Called after each successful group commit (metrics).
+    pub observer: Option<BatchObserver>,
+    /// Fault injection: the fsync after this many successful ones fails.
+    #[cfg(test)]
+    pub(crate) fail_sync_after: Option<u64>,
+}
+
+impl JournalConfig {
+    /// Defaults: 64 MiB segments, 4096 queued requests, 8 MiB batches.
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        JournalConfig {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            queue_capacity: 4096,
+            max_batch_bytes: 8 << 20,
+            observer: None,
+            #[cfg(test)]
+            fail_sync_after: None,
+        }
+    }
+}
+
+impl fmt::Debug for JournalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalConfig")
+            .field("data_dir", &self.data_dir)
+            .field("segment_size", &self.segment_size)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}

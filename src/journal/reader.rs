@@ -1,0 +1,392 @@
+//! Reading records in LSN order, with or without a running writer.
+//!
+//! Two modes, one type:
+//! - **live** ([`JournalHandle::reader`](super::JournalHandle::reader)): never reads past the
+//!   durable LSN published by the writer, so a consumer only ever sees records that survive a
+//!   crash, and can await new ones ([`JournalReader::next_wait`]);
+//! - **offline** ([`JournalReader::open`]): reads up to the last valid record on disk (the
+//!   `history` command, forensic tools). With a writer running it may see records whose fsync
+//!   is still in flight.
+//!
+//! The reader never modifies files. It holds at most one segment open and reads it through a
+//! small buffer with positioned reads, so it is independent of the writer's file handle; a
+//! segment deleted by retention while being read stays readable through the open descriptor.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use super::error::{JournalError, Result};
+use super::record::{self, Invalid, RECORD_HEADER_LEN};
+use super::segment::{self, SegmentEntry, SEGMENT_HEADER_LEN};
+use super::Lsn;
+
+/// How much is read at once; most records are a few hundred bytes.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub lsn: Lsn,
+    pub ts_micros: i64,
+    pub payload: Vec<u8>,
+}
+
+/// An open segment read through a window buffer.
+struct SegmentFile {
+    file: File,
+    path: PathBuf,
+    /// File offset of the next record.
+    pos: u64,
+    /// Bytes of the file starting at `buf_off`.
+    buf: Vec<u8>,
+    buf_off: u64,
+}
+
+impl SegmentFile {
+    fn open(seg: &SegmentEntry) -> Result<Self> {
+        let file =
+            File::open(&seg.path).map_err(|e| JournalError::io("open segment", &seg.path, e))?;
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| JournalError::io("read segment header", &seg.path, e))?;
+        match segment::decode_header(&head) {
+            Ok(first) if first == seg.first_lsn => {}
+            Ok(_) => {
+                return Err(JournalError::BadSegmentHeader {
+                    path: seg.path.clone(),
+                    reason: "first lsn in header differs from file name",
+                })
+            }
+            Err(reason) => {
+                return Err(JournalError::BadSegmentHeader {
+                    path: seg.path.clone(),
+                    reason,
+                })
+            }
+        }
+        Ok(SegmentFile {
+            file,
+            path: seg.path.clone(),
+            pos: SEGMENT_HEADER_LEN as u64,
+            buf: Vec::new(),
+            buf_off: SEGMENT_HEADER_LEN as u64,
+        })
+    }
+
+    /// Up to `need` bytes at `pos` (fewer only at end of file).
+    fn peek(&mut self, need: usize) -> Result<&[u8]> {
+        let rel = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
+        if rel > self.buf.len() || self.buf.len() - rel < need {
+            self.buf.drain(..rel.min(self.buf.len()));
+            self.buf_off = self.pos;
+            let have = self.buf.len();
+            let want = need.max(READ_CHUNK);
+            self.buf.resize(want, 0);
+            let mut filled = have;
+            while filled < want {
+                let at = self.buf_off + filled as u64;
+                let dst = self.buf.get_mut(filled..).unwrap_or_default();
+                match self.file.read_at(dst, at) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(JournalError::io("read segment", &self.path, e)),
+                }
+            }
+            self.buf.truncate(filled);
+        }
+        let rel = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
+        let end = rel.saturating_add(need).min(self.buf.len());
+        Ok(self.buf.get(rel..end).unwrap_or_default())
+    }
+
+    /// Forgets buffered bytes, which may have been read while the writer was mid-write.
+    fn invalidate(&mut self) {
+        self.buf.clear();
+        self.buf_off = self.pos;
+    }
+
+    fn read_record(&mut self) -> Result<std::result::Result<Record, Invalid>> {
+        let len = match record::read_header(self.peek(RECORD_HEADER_LEN)?) {
+            Some(h) if h.len <= record::MAX_RECORD_LEN => h.len,
+            // Let decode classify it (zero, truncated, too large).
+            _ => 0,
+        };
+        let bytes = self.peek(record::encoded_len(len))?;
+        match record::decode(bytes) {
+            Ok((r, n)) => {
+                let rec = Record {
+                    lsn: r.lsn,
+                    ts_micros: r.ts_micros,
+                    payload: r.payload.to_vec(),
+                };
+                self.pos += n as u64;
+                Ok(Ok(rec))
+            }
+            Err(inv) => Ok(Err(inv)),
+        }
+    }
+
+    /// Looks past damage for the next valid record with an LSN ≥ `min_lsn`, reading the rest of
+    /// the segment (a rare path). Positions the segment on it.
+    fn resync(&mut self, min_lsn: Lsn) -> Result<Option<Lsn>> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| JournalError::io("stat", &self.path, e))?
+            .len();
+        let from = self.pos + 1;
+        let mut rest = vec![0u8; usize::try_from(len.saturating_sub(from)).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut rest, from)
+            .map_err(|e| JournalError::io("read segment", &self.path, e))?;
+        Ok(record::resync(&rest, 0, min_lsn).map(|(off, lsn)| {
+            self.pos = from + off as u64;
+            self.invalidate();
+            lsn
+        }))
+    }
+}
+
+/// Iterates records in LSN order from a chosen position. See the module doc for the two modes.
+pub struct JournalReader {
+    dir: PathBuf,
+    durable: Option<watch::Receiver<Lsn>>,
+    seg: Option<SegmentFile>,
+    /// LSN expected at the current position of `seg`.
+    expect: Lsn,
+    /// Records below this LSN are read and skipped (after a `seek`).
+    target: Lsn,
+    /// Records older than this are skipped until the first one that is not.
+    since_ts: Option<i64>,
+}
+
+impl JournalReader {
+    /// An offline reader on `<data_dir>/journal`, positioned at the oldest record.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let dir = segment::journal_dir(data_dir);
+        std::fs::metadata(&dir).map_err(|e| JournalError::io("open journal", &dir, e))?;
+        Ok(Self::new(dir, None))
+    }
+
+    pub(crate) fn live(data_dir: &Path, durable: watch::Receiver<Lsn>) -> Self {
+        Self::new(segment::journal_dir(data_dir), Some(durable))
+    }
+
+    fn new(dir: PathBuf, durable: Option<watch::Receiver<Lsn>>) -> Self {
+        JournalReader {
+            dir,
+            durable,
+            seg: None,
+            expect: 1,
+            target: 1,
+            since_ts: None,
+        }
+    }
+
+    /// Positions the reader so that the next record returned is `lsn`, or the first one after
+    /// it that exists (older records may have been deleted by retention: compare LSNs).
+    pub fn seek(&mut self, lsn: Lsn) {
+        self.seg = None;
+        self.target = lsn.max(1);
+        self.expect = self.target;
+        self.since_ts = None;
+    }
+
+    /// Positions the reader at the first record with `ts_micros >= since`, starting from the
+    /// newest segment whose first record is not newer than `since` (one header read per
+    /// segment, no scan of older data). Timestamps are the callers' and may not be monotonic:
+    /// after the first match, every following record is returned; filter if you need to.
+    pub fn seek_time(&mut self, since_micros: i64) -> Result<()> {
+        let segs = segment::list_segments(&self.dir)?;
+        let mut start = segs.first().map_or(1, |s| s.first_lsn);
+        for s in segs.iter().rev() {
+            if let Some(ts) = first_ts(s)? {
+                if ts <= since_micros {
+                    start = s.first_lsn;
+                    break;
+                }
+            }
+        }
+        self.seek(start);
+        self.since_ts = Some(since_micros);
+        Ok(())
+    }
+
+    /// The LSN of the next record this reader would return (if present).
+    pub fn position(&self) -> Lsn {
+        self.expect.max(self.target)
+    }
+
+    /// The durable end published by the writer (`None` for an offline reader).
+    pub fn durable_lsn(&self) -> Option<Lsn> {
+        self.durable.as_ref().map(|d| *d.borrow())
+    }
+
+    /// The next record, `Ok(None)` at the end of the (durable) data. `Err(Corrupt)` reports
+    /// damage once; calling again continues after it (`resumes_at`).
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        loop {
+            if let Some(d) = self.durable_lsn() {
+                if self.expect > d {
+                    return Ok(None);
+                }
+            }
+            let Some(seg) = self.seg.as_mut() else {
+                if !self.open_segment_for(self.expect)? {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let mut got = seg.read_record()?;
+            if got.is_err() && self.durable.is_some() {
+                // The buffer may hold bytes read while they were being written: retry fresh.
+                seg.invalidate();
+                got = seg.read_record()?;
+            }
+            match got {
+                Ok(r) if r.lsn == self.expect => {
+                    self.expect += 1;
+                    if r.lsn < self.target {
+                        continue;
+                    }
+                    if let Some(since) = self.since_ts {
+                        if r.ts_micros < since {
+                            continue;
+                        }
+                        self.since_ts = None;
+                    }
+                    return Ok(Some(r));
+                }
+                _ => match self.end_of_segment()? {
+                    SegmentEnd::Switched => {}
+                    SegmentEnd::EndOfData => return Ok(None),
+                    SegmentEnd::Damage(e) => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Like [`next_record`](Self::next_record) but, for a live reader, waits for new durable
+    /// records. Returns `Ok(None)` once the writer has stopped and everything durable was read
+    /// (and immediately at the end for an offline reader).
+    pub async fn next_wait(&mut self) -> Result<Option<Record>> {
+        loop {
+            if let Some(r) = self.next_record()? {
+                return Ok(Some(r));
+            }
+            let Some(d) = self.durable.as_mut() else {
+                return Ok(None);
+            };
+            let expect = self.expect;
+            if d.wait_for(|&lsn| lsn >= expect).await.is_err() {
+                // Writer gone: drain what became durable before it stopped.
+                return self.next_record();
+            }
+        }
+    }
+
+    /// Opens the segment that holds `lsn` (or the oldest one if `lsn` was deleted). Returns
+    /// false when there is no segment at all.
+    fn open_segment_for(&mut self, lsn: Lsn) -> Result<bool> {
+        let segs = segment::list_segments(&self.dir)?;
+        let Some(seg) = segs
+            .iter()
+            .rev()
+            .find(|s| s.first_lsn <= lsn)
+            .or_else(|| segs.first())
+        else {
+            return Ok(false);
+        };
+        self.seg = Some(SegmentFile::open(seg)?);
+        // Reading restarts at the segment's beginning; never return again what was returned.
+        self.target = self.target.max(lsn);
+        self.expect = seg.first_lsn;
+        Ok(true)
+    }
+
+    /// The record at `expect` is not in the current segment. Decide whether the next segment
+    /// takes over, whether this is damage (reported once), or the end of the data.
+    fn end_of_segment(&mut self) -> Result<SegmentEnd> {
+        let segs = segment::list_segments(&self.dir)?;
+        let next = segs.iter().find(|s| s.first_lsn >= self.expect);
+        if let Some(n) = next.filter(|n| n.first_lsn == self.expect) {
+            self.seg = Some(SegmentFile::open(n)?);
+            return Ok(SegmentEnd::Switched);
+        }
+        let next_first = next.map(|n| n.first_lsn);
+        // Damage is certain if the writer said this LSN is durable or a later segment exists;
+        // offline, valid records after the bad spot also prove it is not simply the end.
+        let must_exist =
+            self.durable_lsn().is_some_and(|d| self.expect <= d) || next_first.is_some();
+        let Some(seg) = self.seg.as_mut() else {
+            return Ok(SegmentEnd::Switched);
+        };
+        let damaged_at = seg.pos;
+        let path = seg.path.clone();
+        let resumed = seg.resync(self.expect)?;
+        let resumes_at = match (resumed, next_first) {
+            (Some(lsn), _) => Some(lsn),
+            (None, Some(first)) => {
+                self.seg = None;
+                Some(first)
+            }
+            (None, None) if must_exist => None,
+            (None, None) => return Ok(SegmentEnd::EndOfData),
+        };
+        let err = JournalError::Corrupt {
+            path,
+            offset: damaged_at,
+            expected_lsn: self.expect,
+            resumes_at,
+        };
+        tracing::error!(%err, "journal reader skipped damaged records");
+        match resumes_at {
+            Some(lsn) => self.expect = lsn,
+            // Nothing to resume at: stay here, so that the error repeats rather than being
+            // mistaken for the end of the data.
+            None => self.seg = None,
+        }
+        Ok(SegmentEnd::Damage(err))
+    }
+}
+
+enum SegmentEnd {
+    /// Reading continues (next segment opened, or none open yet).
+    Switched,
+    /// Nothing more is there yet.
+    EndOfData,
+    /// Damage, reported once; the reader is positioned after it when possible.
+    Damage(JournalError),
+}
+
+impl Iterator for JournalReader {
+    type Item = Result<Record>;
+
+    /// Ends at the end of the (durable) data; corruption is yielded as an `Err` item and the
+    /// iteration continues after it.
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+/// Timestamp of a segment's first record (its header is followed directly by the first record).
+fn first_ts(seg: &SegmentEntry) -> Result<Option<i64>> {
+    let f = match File::open(&seg.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(JournalError::io("open segment", &seg.path, e)),
+    };
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    match f.read_exact_at(&mut h, SEGMENT_HEADER_LEN as u64) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(JournalError::io("read segment", &seg.path, e)),
+    }
+    Ok(record::read_header(&h)
+        .filter(|r| r.lsn == seg.first_lsn)
+        .map(|r| r.ts_micros))
+}

@@ -1,0 +1,141 @@
+//! Retention: delete whole old segments by size and age, without outrunning consumers.
+//!
+//! It exists apart from the writer because deletion never needs the writer's cooperation:
+//! sealed segments are immutable, only the oldest ones are removed (the log stays contiguous),
+//! and the active segment (the newest) is never touched. The daemon calls [`Retention::run`]
+//! periodically, passing `now`; the journal reads no clock.
+//!
+//! A segment is deleted when the journal is over `max_bytes`, or when its newest record is
+//! older than `max_age`, **and** no registered cursor still needs it: a segment holding any LSN
+//! ≥ the smallest cursor is kept, whatever its size or age, unless
+//! `allow_unpublished_deletion` is set, in which case the records lost to consumers are counted
+//! and logged as a warning.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::cursor::CursorStore;
+use super::error::{JournalError, Result};
+use super::recovery::scan_segment;
+use super::segment::{self, SegmentEntry};
+use super::Lsn;
+
+/// Limits; `None` disables a limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Total size of all segment files (allocated size) to stay under.
+    pub max_bytes: Option<u64>,
+    /// Maximum age in microseconds of a segment's newest record, relative to `now`.
+    pub max_age_micros: Option<i64>,
+    /// Delete segments consumers still need when over the limits (a full disk is worse).
+    pub allow_unpublished_deletion: bool,
+}
+
+/// One deleted segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedSegment {
+    pub path: PathBuf,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    pub bytes: u64,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub deleted: Vec<DeletedSegment>,
+    pub deleted_bytes: u64,
+    /// Total segment bytes left.
+    pub remaining_bytes: u64,
+    /// Records at or after the smallest cursor that were deleted (only with
+    /// `allow_unpublished_deletion`).
+    pub unpublished_records_deleted: u64,
+    /// Set when a limit was exceeded but a cursor stopped the deletion at this LSN.
+    pub held_by_cursor: Option<Lsn>,
+}
+
+/// Retention state for one journal directory: caches the newest timestamp of sealed segments,
+/// which never change, so each is scanned once.
+#[derive(Debug)]
+pub struct Retention {
+    dir: PathBuf,
+    cursors: CursorStore,
+    max_ts: HashMap<Lsn, Option<i64>>,
+}
+
+impl Retention {
+    pub fn new(data_dir: &Path) -> Result<Self> {
+        Ok(Retention {
+            dir: segment::journal_dir(data_dir),
+            cursors: CursorStore::open(data_dir)?,
+            max_ts: HashMap::new(),
+        })
+    }
+
+    fn newest_ts(&mut self, seg: &SegmentEntry) -> Result<Option<i64>> {
+        if let Some(ts) = self.max_ts.get(&seg.first_lsn) {
+            return Ok(*ts);
+        }
+        let bytes =
+            fs::read(&seg.path).map_err(|e| JournalError::io("read segment", &seg.path, e))?;
+        let ts = scan_segment(&bytes, seg.first_lsn).max_ts;
+        self.max_ts.insert(seg.first_lsn, ts);
+        Ok(ts)
+    }
+
+    /// One pass. Blocking (reads and unlinks files): call from `spawn_blocking`.
+    pub fn run(&mut self, policy: &RetentionPolicy, now_micros: i64) -> Result<RetentionReport> {
+        let segs = segment::list_segments(&self.dir)?;
+        let min_cursor = self.cursors.min_cursor()?;
+        let mut total: u64 = segs.iter().map(|s| s.len).sum();
+        let mut report = RetentionReport::default();
+        // Pairs (segment, next segment): the last one, the active segment, is never a candidate.
+        for (seg, next) in segs.iter().zip(segs.iter().skip(1)) {
+            let last_lsn = next.first_lsn.saturating_sub(1);
+            let over_size = policy.max_bytes.is_some_and(|m| total > m);
+            let too_old = match policy.max_age_micros {
+                Some(age) => match self.newest_ts(seg)? {
+                    Some(ts) => ts < now_micros.saturating_sub(age),
+                    // No readable record: nothing to keep it for.
+                    None => true,
+                },
+                None => false,
+            };
+            if !over_size && !too_old {
+                // Only a prefix is deleted, so the journal never has holes.
+                break;
+            }
+            let needed_from = min_cursor.filter(|&c| last_lsn >= c);
+            if let Some(c) = needed_from {
+                if !policy.allow_unpublished_deletion {
+                    report.held_by_cursor = Some(c);
+                    break;
+                }
+                report.unpublished_records_deleted += last_lsn - c.max(seg.first_lsn) + 1;
+            }
+            fs::remove_file(&seg.path)
+                .map_err(|e| JournalError::io("delete segment", &seg.path, e))?;
+            self.max_ts.remove(&seg.first_lsn);
+            total -= seg.len;
+            report.deleted_bytes += seg.len;
+            report.deleted.push(DeletedSegment {
+                path: seg.path.clone(),
+                first_lsn: seg.first_lsn,
+                last_lsn,
+                bytes: seg.len,
+            });
+        }
+        if !report.deleted.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        report.remaining_bytes = total;
+        if report.unpublished_records_deleted > 0 {
+            tracing::warn!(
+                records = report.unpublished_records_deleted,
+                "journal retention deleted records that a cursor had not consumed"
+            );
+        }
+        Ok(report)
+    }
+}

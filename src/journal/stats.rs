@@ -1,0 +1,84 @@
+//! Counters the writer updates and metrics read, plus a per-batch observation hook.
+//!
+//! Atomics with relaxed ordering: each value is read on its own for a gauge or counter, never
+//! used to synchronise. The hook lets the metrics layer (wired later) feed histograms of fsync
+//! latency and batch size without the journal knowing Prometheus.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Lsn;
+
+/// What one group commit did. Passed to the [`BatchObserver`] after the fsync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Records written (durable and fire-and-forget).
+    pub records: usize,
+    /// Requests completed by this batch (each `append`/`append_batch`/`append_nowait` call).
+    pub requests: usize,
+    /// Encoded bytes written.
+    pub bytes: usize,
+    /// LSNs written by this batch.
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    /// Time spent in `write` calls.
+    pub write: Duration,
+    /// Time spent in `fdatasync` (all segments touched by the batch).
+    pub fsync: Duration,
+    /// Segments created during the batch.
+    pub rotations: usize,
+}
+
+/// Called on the writer thread after every successful batch; keep it cheap and non-blocking.
+pub type BatchObserver = Arc<dyn Fn(&BatchStats) + Send + Sync>;
+
+/// Running totals since open. Cheap to read from any thread.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    pub(crate) batches: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) last_fsync_nanos: AtomicU64,
+    pub(crate) failed_batches: AtomicU64,
+    pub(crate) rotations: AtomicU64,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) poisoned: AtomicBool,
+}
+
+impl JournalStats {
+    /// Group commits completed successfully.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Relaxed)
+    }
+    /// Records made durable.
+    pub fn records(&self) -> u64 {
+        self.records.load(Relaxed)
+    }
+    /// Encoded bytes made durable.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+    /// Duration of the most recent successful fsync.
+    pub fn last_fsync(&self) -> Duration {
+        Duration::from_nanos(self.last_fsync_nanos.load(Relaxed))
+    }
+    /// Batches whose write or fsync failed (at most one before the writer poisons itself) plus
+    /// batches refused because the writer was already poisoned.
+    pub fn failed_batches(&self) -> u64 {
+        self.failed_batches.load(Relaxed)
+    }
+    /// Segments created by the writer since open.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Relaxed)
+    }
+    /// Highest LSN known durable (0 if none).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Relaxed)
+    }
+    /// True once a write or fsync failed: the journal accepts nothing until restart.
+    /// `/readyz` should report not ready.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned.load(Relaxed)
+    }
+}

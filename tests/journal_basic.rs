@@ -248,3 +248,16 @@ async fn live_reader_tails_durable_records() {
     let got = tail.await.unwrap();
     assert_eq!(got, (1..=120).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn empty_journal_reads_as_empty() {
+    let tmp = tmpdir();
+    let (j, _) = Journal::open(small(tmp.path())).unwrap();
+    assert!(read_all(tmp.path()).is_empty());
+    assert!(j.reader().next_record().unwrap().is_none());
+    // A segment just created by rotation is empty too.
+    j.append(0, vec![0; 4000]).await.unwrap();
+    j.append(0, vec![0; 4000]).await.unwrap();
+    assert_eq!(read_all(tmp.path()).len(), 2);
+    j.close().await.unwrap();
+}

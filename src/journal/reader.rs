@@ -37,6 +37,7 @@ pub struct Record {
 /// An open segment read through a window buffer.
 struct SegmentFile {
     file: File,
+    first_lsn: Lsn,
     path: PathBuf,
     /// File offset of the next record.
     pos: u64,
@@ -69,6 +70,7 @@ impl SegmentFile {
         }
         Ok(SegmentFile {
             file,
+            first_lsn: seg.first_lsn,
             path: seg.path.clone(),
             pos: SEGMENT_HEADER_LEN as u64,
             buf: Vec::new(),
@@ -312,7 +314,12 @@ impl JournalReader {
     /// takes over, whether this is damage (reported once), or the end of the data.
     fn end_of_segment(&mut self) -> Result<SegmentEnd> {
         let segs = segment::list_segments(&self.dir)?;
-        let next = segs.iter().find(|s| s.first_lsn >= self.expect);
+        // Only a *later* segment can take over: the current one may itself start at `expect`
+        // (an empty segment).
+        let current = self.seg.as_ref().map_or(0, |s| s.first_lsn);
+        let next = segs
+            .iter()
+            .find(|s| s.first_lsn > current && s.first_lsn >= self.expect);
         if let Some(n) = next.filter(|n| n.first_lsn == self.expect) {
             self.seg = Some(SegmentFile::open(n)?);
             return Ok(SegmentEnd::Switched);

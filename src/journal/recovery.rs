@@ -348,7 +348,7 @@ fn zero_range(file: &File, path: &Path, offset: u64, len: u64) -> Result<()> {
         .map_err(|e| JournalError::io("fsync torn tail", path, e))
 }
 
-/// Minimum distance from a header to a first record, re-exported for tests of scan offsets.
+/// Offset of the first record in a segment image (tests build images by hand).
 #[cfg(test)]
 const FIRST_RECORD: usize = SEGMENT_HEADER_LEN;
 

@@ -1,0 +1,133 @@
+//! Retention deletes old whole segments but never beyond the smallest cursor (unless told to).
+
+use std::path::Path;
+
+use tocsin::journal::segment::{journal_dir, list_segments};
+use tocsin::journal::{
+    CursorStore, Journal, JournalConfig, JournalReader, Retention, RetentionPolicy,
+    MIN_SEGMENT_SIZE,
+};
+
+async fn journal_with(dir: &Path, n: u64) -> Journal {
+    let mut cfg = JournalConfig::new(dir);
+    cfg.segment_size = MIN_SEGMENT_SIZE;
+    let (j, _) = Journal::open(cfg).unwrap();
+    for i in 1..=n {
+        j.append(i as i64 * 1_000_000, vec![b'r'; 150])
+            .await
+            .unwrap();
+    }
+    j
+}
+
+fn segments(dir: &Path) -> usize {
+    list_segments(&journal_dir(dir)).unwrap().len()
+}
+
+fn first_readable(dir: &Path) -> u64 {
+    JournalReader::open(dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .lsn
+}
+
+const EVERYTHING: RetentionPolicy = RetentionPolicy {
+    max_bytes: Some(0),
+    max_age_micros: Some(0),
+    allow_unpublished_deletion: false,
+};
+
+#[tokio::test]
+async fn never_deletes_at_or_beyond_the_smallest_cursor() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let j = journal_with(tmp.path(), 300).await;
+    let cursors = CursorStore::open(tmp.path()).unwrap();
+    cursors.store_cursor("bus", 200).unwrap();
+    cursors.store_cursor("file", 137).unwrap();
+    let before = segments(tmp.path());
+    assert!(before > 5);
+
+    let mut ret = Retention::new(tmp.path()).unwrap();
+    let rep = ret.run(&EVERYTHING, i64::MAX).unwrap();
+    assert_eq!(rep.held_by_cursor, Some(137));
+    assert!(!rep.deleted.is_empty());
+    assert!(rep.deleted.iter().all(|d| d.last_lsn < 137), "{rep:?}");
+    assert_eq!(rep.unpublished_records_deleted, 0);
+    assert_eq!(segments(tmp.path()), before - rep.deleted.len());
+    // Record 137 and everything after it are still readable.
+    let mut r = JournalReader::open(tmp.path()).unwrap();
+    r.seek(137);
+    assert_eq!(r.next_record().unwrap().unwrap().lsn, 137);
+    assert!(first_readable(tmp.path()) <= 137);
+
+    // Moving the cursor frees more; a second identical pass is a no-op.
+    cursors.store_cursor("file", 250).unwrap();
+    let rep2 = ret.run(&EVERYTHING, i64::MAX).unwrap();
+    assert_eq!(rep2.held_by_cursor, Some(200));
+    assert!(rep2.deleted.iter().all(|d| d.last_lsn < 200));
+    assert!(ret.run(&EVERYTHING, i64::MAX).unwrap().deleted.is_empty());
+
+    // The live journal keeps working, and its reader skips to what exists.
+    assert_eq!(j.append(0, vec![]).await.unwrap(), 301);
+    let mut live = j.reader();
+    live.seek(1);
+    assert!(live.next_record().unwrap().unwrap().lsn > 1);
+    j.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn forced_deletion_counts_unpublished_and_keeps_the_active_segment() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let j = journal_with(tmp.path(), 300).await;
+    CursorStore::open(tmp.path())
+        .unwrap()
+        .store_cursor("bus", 100)
+        .unwrap();
+    let policy = RetentionPolicy {
+        allow_unpublished_deletion: true,
+        ..EVERYTHING
+    };
+    let rep = Retention::new(tmp.path())
+        .unwrap()
+        .run(&policy, i64::MAX)
+        .unwrap();
+    assert_eq!(segments(tmp.path()), 1, "only the active segment is left");
+    let last_deleted = rep.deleted.last().unwrap().last_lsn;
+    assert_eq!(rep.unpublished_records_deleted, last_deleted - 100 + 1);
+    assert_eq!(first_readable(tmp.path()), last_deleted + 1);
+    j.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn age_and_size_limits() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let j = journal_with(tmp.path(), 300).await;
+    let mut ret = Retention::new(tmp.path()).unwrap();
+    // ts of record i is i seconds; "now" = 300 s, max age 200 s: records older than 100 s go,
+    // but only whole segments whose newest record is older.
+    let by_age = RetentionPolicy {
+        max_age_micros: Some(200_000_000),
+        ..RetentionPolicy::default()
+    };
+    let rep = ret.run(&by_age, 300_000_000).unwrap();
+    assert!(!rep.deleted.is_empty());
+    assert!(rep.deleted.iter().all(|d| d.last_lsn < 100));
+    assert!(first_readable(tmp.path()) <= 100);
+
+    let total = rep.remaining_bytes;
+    let by_size = RetentionPolicy {
+        max_bytes: Some(total - 1),
+        ..RetentionPolicy::default()
+    };
+    let rep = ret.run(&by_size, 0).unwrap();
+    assert_eq!(rep.deleted.len(), 1);
+    assert!(rep.remaining_bytes < total);
+    assert!(ret
+        .run(&RetentionPolicy::default(), 0)
+        .unwrap()
+        .deleted
+        .is_empty());
+    j.close().await.unwrap();
+}

@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
                 key: Some(key),
                 encryption: Encryption::Optional,
                 time_check: Some(true),
-            },
+            ..Default::default()
+},
         );
     }
     let Ok(now) = UtcDateTime::from_unix_timestamp(1_705_320_010) else {

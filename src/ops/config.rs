@@ -298,9 +298,17 @@ pub struct AccountEntry {
     /// Check the timestamp of clear frames from this account (overrides `[time]`).
     #[serde(default)]
     pub time_check: Option<bool>,
-    /// Expected reporting interval (`90s`) or an EN 50136 category (`DP4`).
+    /// Expected reporting interval (`90s`), primary/secondary (`90s/25h`) or an EN 50136
+    /// category (`DP4`).
     #[serde(default)]
-    pub supervision: Option<String>,
+    pub supervision: Option<toml::Spanned<String>>,
+    /// MAC address the panel sends in `[M…]`; another one raises a substitution event.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Source networks the panel reports from (CIDR); another one raises a substitution
+    /// event.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 /// The configuration file as written.
@@ -437,10 +445,34 @@ impl Config {
                     format!("account {id}: encryption = \"required\" needs a key"),
                 ));
             }
+            let supervision = match &entry.supervision {
+                None => None,
+                Some(s) => Some(
+                    crate::receiver::supervision::parse_interval(s.get_ref())
+                        .map_err(|e| invalid(s.span(), format!("account {id}: {e}")))?,
+                ),
+            };
+            let mut networks = Vec::new();
+            for n in &entry.networks {
+                networks.push(
+                    crate::receiver::accounts::Network::parse(n)
+                        .map_err(|e| invalid(entry.id.span(), format!("account {id}: {e}")))?,
+                );
+            }
+            let identity = if entry.mac.is_some() || !networks.is_empty() {
+                Some(Box::new(crate::receiver::accounts::Identity {
+                    mac: entry.mac.clone(),
+                    networks,
+                }))
+            } else {
+                None
+            };
             let account = Account {
                 key,
                 encryption,
                 time_check: entry.time_check,
+                supervision,
+                identity,
             };
             if accounts.insert(id, account).is_some() {
                 return Err(invalid(

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::supervision::{parse_interval, Interval};
 use crate::protocol::crypto::{Key, KeyEncoding};
 
 /// Whether an account must encrypt.
@@ -35,12 +36,77 @@ pub enum UnknownPolicy {
 }
 
 /// One configured account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Account {
     pub key: Option<Key>,
     pub encryption: Encryption,
     /// Overrides `[time] check_clear` for this account.
     pub time_check: Option<bool>,
+    /// Expected reporting (supervision); `None`: not supervised.
+    pub supervision: Option<Interval>,
+    /// What the panel is expected to look like on the network; rarely set, so boxed to
+    /// keep the common entry small.
+    pub identity: Option<Box<Identity>>,
+}
+
+/// The expected identity of a panel: a frame that shows another is a substitution.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// MAC address as the panel sends it in `[M…]` (12 hex digits, compared without case).
+    pub mac: Option<String>,
+    /// Source networks the panel reports from.
+    pub networks: Vec<Network>,
+}
+
+/// An IP network in CIDR form (`192.0.2.0/24`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn parse(text: &str) -> Result<Network, String> {
+        let (a, p) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP network (192.0.2.0/24)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("`{text}`: prefix must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (std::net::IpAddr::V4(_), std::net::IpAddr::V6(v6)) => {
+                v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip)
+            }
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An account number stored inline: up to 16 bytes.
@@ -104,12 +170,17 @@ impl AccountTable {
         self.accounts.is_empty()
     }
 
+    /// Every account, for supervision set-up.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Account)> {
+        self.accounts.iter().map(|(id, a)| (id.as_str(), a))
+    }
+
     pub fn reserve(&mut self, n: usize) {
         self.accounts.reserve(n);
     }
 }
 
-/// Loads `id,key,key_encoding,encryption[,time_check]` rows (a header line naming the
+/// Loads `id,key,key_encoding,encryption[,time_check][,supervision]` rows (a header line naming the
 /// columns is required, `#` starts a comment line). Errors name the line.
 pub fn load_csv(path: &Path, table: &mut AccountTable) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
@@ -129,6 +200,7 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
     let enc_col = col("key_encoding");
     let encryption_col = col("encryption");
     let time_col = col("time_check");
+    let supervision_col = col("supervision");
     table.reserve(text.len() / 48);
     for (n, line) in lines {
         let line_no = n + 1;
@@ -191,6 +263,10 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
                 ))
             }
         };
+        let supervision = match field(supervision_col) {
+            None => None,
+            Some(s) => Some(parse_interval(s).map_err(|e| format!("line {line_no}: account {id}: {e}"))?),
+        };
         if table
             .insert(
                 id,
@@ -198,6 +274,8 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
                     key,
                     encryption,
                     time_check,
+                    supervision,
+                    identity: None,
                 },
             )
             .is_some()

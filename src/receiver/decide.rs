@@ -8,7 +8,8 @@
 
 use time::Duration;
 
-use super::accounts::{AccountTable, Encryption, UnknownPolicy};
+use super::accounts::{AccountTable, Encryption, Identity, UnknownPolicy};
+use super::supervision::path_name;
 use super::event::{rfc3339, ContentKey, Event};
 use super::normalize::{self, Arrival, FrameFacts, Payload};
 use crate::protocol::codes::{Category, EventClass, Qualifier};
@@ -167,6 +168,13 @@ pub struct FrameSummary {
     pub crc_form: Option<CrcForm>,
 }
 
+/// Who was heard, over which path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub account: String,
+    pub path: String,
+}
+
 /// Everything the I/O layer needs to act on one frame.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -178,8 +186,8 @@ pub struct Decision {
     pub events: Vec<Event>,
     /// The content key to remember once the events are durable (dedup).
     pub content_key: Option<ContentKey>,
-    /// The account heard from, for supervision (any frame that got an ACK).
-    pub heard: Option<String>,
+    /// The account and path heard from, for supervision (any frame that got an ACK).
+    pub heard: Option<Heard>,
     pub summary: FrameSummary,
     /// Human-readable reason for logs, when the frame was not accepted.
     pub detail: Option<String>,
@@ -403,9 +411,30 @@ pub fn decide_frame(
         }
         _ => response::ack(h, frame.crc_form, &mut ack),
     }
-    d.heard = Some(account_id.to_string());
+    let network_path = content
+        .ext
+        .iter()
+        .find(|b| b.id == b'J')
+        .and_then(|b| std::str::from_utf8(b.value).ok());
+    d.heard = Some(Heard {
+        account: account_id.to_string(),
+        path: path_name(network_path, h.line, h.receiver).into_string(),
+    });
+    let substitution = account
+        .and_then(|a| a.identity.as_deref())
+        .and_then(|id| substitution(id, &content, arrival.peer));
+    if let Some(why) = substitution {
+        d.events.push(receiver_event(
+            &facts,
+            "substitution",
+            EventClass::Trouble,
+            Category::Tamper,
+            format!("Account {account_id}: {why} (possible substitution of the panel)"),
+        ));
+    }
 
     if payload == Payload::Null {
+        // A NULL carries no event, but a substitution seen on it is one.
         d.outcome = Outcome::AckNull;
         d.reply = Reply::Now(ack);
         return d;
@@ -415,11 +444,40 @@ pub fn decide_frame(
         d.reply = Reply::Now(ack);
         return d;
     }
-    d.events = normalize::events(&facts, payload);
+    let mut events = normalize::events(&facts, payload);
+    events.append(&mut d.events);
+    d.events = events;
     d.content_key = Some(content_key);
     d.outcome = Outcome::AckNew;
     d.reply = Reply::AfterDurable(ack);
     d
+}
+
+/// Why a frame does not look like the configured panel, if it does not.
+fn substitution(
+    id: &Identity,
+    content: &crate::protocol::dc09::Content<'_>,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<String> {
+    if let Some(expected) = &id.mac {
+        let sent = content.ext.iter().find(|b| b.id == b'M').map(|b| b.value);
+        match sent {
+            Some(m) if m.eq_ignore_ascii_case(expected.as_bytes()) => {}
+            Some(m) => {
+                return Some(format!(
+                    "MAC {} instead of {expected}",
+                    String::from_utf8_lossy(m)
+                ))
+            }
+            None => return Some(format!("no MAC block where {expected} is expected")),
+        }
+    }
+    if let (false, Some(peer)) = (id.networks.is_empty(), peer) {
+        if !id.networks.iter().any(|n| n.contains(peer.ip())) {
+            return Some(format!("reports from {} outside its networks", peer.ip()));
+        }
+    }
+    None
 }
 
 /// `#acct|` at the start of the data, the fallback route for frames without a header

@@ -8,3 +8,4 @@ pub mod dedup;
 pub mod event;
 pub mod normalize;
 pub mod record;
+pub mod supervision;

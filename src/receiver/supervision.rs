@@ -1,0 +1,559 @@
+//! Supervision: every site must be heard within its reporting interval, on every path it
+//! reports over; silence is an event (a cut line is how burglaries start).
+//!
+//! A pure state machine in the quinn-proto style: [`Supervisor::heard`] (a frame arrived),
+//! [`Supervisor::poll_timeout`] (when to call next), [`Supervisor::handle_timeout`] (what
+//! fell silent). Time is a parameter (seconds since the Unix epoch); the driver owns one
+//! timer. Expiry uses a hashed timing wheel of one-second slots: each path has exactly one
+//! entry in the wheel, placed at its deadline; `heard` only writes the path's last-heard
+//! time, and when an entry's slot comes round the path is either still silent (failure)
+//! or re-placed at its new deadline. A quiet station therefore costs one cheap visit per
+//! path per interval, and nothing at all while every path is in failure.
+//!
+//! Paths: an account may report over several paths (dual path: Ethernet and mobile). A
+//! path is named by the frame's `[J…]` block (network path) when present, else by its line
+//! and receiver numbers (`L1`, `L2R3`). For a single-path account every frame refreshes the
+//! one timer. For a dual-path account the first path heard is the primary (or the one
+//! configured), the others secondary with their own interval; losing one path and losing
+//! all are different events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::accounts::AccountId;
+
+/// Wheel size in one-second slots; intervals longer than this take several turns.
+const WHEEL_SLOTS: usize = 4096;
+
+/// Expected reporting of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// Reporting interval of the primary path (or the only one), in seconds.
+    pub primary: u32,
+    /// Reporting interval of secondary paths; `None` for a single-path account.
+    pub secondary: Option<u32>,
+    /// Grace added to the interval before declaring a path silent.
+    pub grace: u32,
+}
+
+/// EN 50136-1 categories: (name, primary seconds, secondary seconds). Values as commonly
+/// published for EN 50136-1:2012 (reporting times of single-path SP1–SP6 and dual-path
+/// DP1–DP4 transmission systems); a station that reads them differently writes the
+/// durations explicitly (`"90s"`, or `"90s/25h"` for primary/secondary).
+pub const CATEGORIES: &[(&str, u32, Option<u32>)] = &[
+    ("SP1", 32 * 86_400, None),
+    ("SP2", 25 * 3_600, None),
+    ("SP3", 30 * 60, None),
+    ("SP4", 3 * 60, None),
+    ("SP5", 90, None),
+    ("SP6", 20, None),
+    ("DP1", 25 * 3_600, Some(25 * 3_600)),
+    ("DP2", 30 * 60, Some(25 * 3_600)),
+    ("DP3", 3 * 60, Some(25 * 3_600)),
+    ("DP4", 90, Some(3 * 60)),
+];
+
+/// Parses `supervision = "90s"`, `"90s/25h"` or `"DP4"`. Grace: 10 % of the primary
+/// interval, at least 5 s and at most 10 min (network jitter, a retry or two).
+pub fn parse_interval(text: &str) -> Result<Interval, String> {
+    let t = text.trim();
+    let (primary, secondary) = if let Some(&(_, p, s)) =
+        CATEGORIES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(t))
+    {
+        (p, s)
+    } else {
+        let secs = |s: &str| -> Result<u32, String> {
+            let d = crate::ops::units::parse_duration(s)?;
+            u32::try_from(d.as_secs())
+                .ok()
+                .filter(|&s| s >= 1)
+                .ok_or_else(|| format!("supervision interval `{s}` must be between 1 s and 136 years"))
+        };
+        match t.split_once('/') {
+            Some((p, s)) => (secs(p)?, Some(secs(s)?)),
+            None => (secs(t)?, None),
+        }
+    };
+    let grace = (primary / 10).clamp(5, 600);
+    Ok(Interval {
+        primary,
+        secondary,
+        grace,
+    })
+}
+
+/// The name of a reporting path.
+pub type PathName = Box<str>;
+
+/// Names the path a frame came over (see the module doc).
+pub fn path_name(network_path: Option<&str>, line: &str, receiver: Option<&str>) -> PathName {
+    match network_path {
+        Some(j) if !j.is_empty() => format!("J{j}").into_boxed_str(),
+        _ => match receiver {
+            Some(r) => format!("L{line}R{r}").into_boxed_str(),
+            None => format!("L{line}").into_boxed_str(),
+        },
+    }
+}
+
+/// What supervision reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One path of a multi-path account fell silent; others still report.
+    PathFailed { account: String, path: String, silent_since: u64 },
+    /// A path heard again after a path failure, while others were up.
+    PathRestored { account: String, path: String },
+    /// Every path of the account is silent: the site is cut off.
+    AllFailed { account: String, paths: Vec<String>, silent_since: u64 },
+    /// The site is heard again after an all-paths failure.
+    AllRestored { account: String, path: String },
+}
+
+#[derive(Debug, Clone)]
+struct Path {
+    account: AccountId,
+    name: PathName,
+    primary: bool,
+    /// Last time heard (s since epoch).
+    last_heard: u64,
+    /// Since when in failure, if failed.
+    failed_since: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Site {
+    interval: Option<Interval>,
+    paths: Vec<u32>,
+    all_failed: bool,
+}
+
+/// Supervision of every configured account.
+#[derive(Debug)]
+pub struct Supervisor {
+    sites: HashMap<AccountId, Site>,
+    paths: Vec<Path>,
+    by_name: HashMap<(AccountId, PathName), u32>,
+    wheel: Vec<Vec<(u64, u32)>>,
+    /// Next second the wheel has not processed yet.
+    cursor: u64,
+    failed: usize,
+}
+
+impl Supervisor {
+    /// `now`: seconds since the Unix epoch; the wheel starts there.
+    pub fn new(now: u64) -> Supervisor {
+        Supervisor {
+            sites: HashMap::new(),
+            paths: Vec::new(),
+            by_name: HashMap::new(),
+            wheel: vec![Vec::new(); WHEEL_SLOTS],
+            cursor: now,
+            failed: 0,
+        }
+    }
+
+    /// Sets (or changes, on reload) the interval of `account`. Accounts without one are
+    /// not supervised. Known paths keep their state; a changed interval applies from the
+    /// next deadline.
+    pub fn configure(&mut self, account: &str, interval: Option<Interval>) {
+        let Some(id) = AccountId::new(account) else {
+            return;
+        };
+        match interval {
+            Some(i) => self.sites.entry(id).or_default().interval = Some(i),
+            None => {
+                if let Some(site) = self.sites.get_mut(&id) {
+                    site.interval = None;
+                }
+            }
+        }
+    }
+
+    /// Starts supervision of a configured account at `now` with a fresh interval, before
+    /// any frame is heard (a restart never turns into a storm of failures, and a site that
+    /// never reports after start is still noticed). The path is provisional until the
+    /// first frame names it.
+    pub fn arm(&mut self, account: &str, now: u64) {
+        let Some(id) = AccountId::new(account) else {
+            return;
+        };
+        let Some(site) = self.sites.get(&id) else {
+            return;
+        };
+        if site.interval.is_none() || !site.paths.is_empty() {
+            return;
+        }
+        self.add_path(id, "*".into(), now);
+    }
+
+    /// Marks a path as already in failure (state rebuilt from the journal after a
+    /// restart): no new failure event for it, a restore when it is heard again.
+    pub fn restore_failed(&mut self, account: &str, path: &str, since: u64, all: bool) {
+        let Some(id) = AccountId::new(account) else {
+            return;
+        };
+        if !self.sites.get(&id).is_some_and(|s| s.interval.is_some()) {
+            return;
+        }
+        let idx = match self.by_name.get(&(id, path.into())) {
+            Some(&i) => i,
+            None => self.add_path(id, path.into(), since),
+        };
+        if let Some(p) = self.paths.get_mut(idx as usize) {
+            if p.failed_since.is_none() {
+                p.failed_since = Some(since);
+                self.failed += 1;
+            }
+        }
+        if all {
+            if let Some(site) = self.sites.get_mut(&id) {
+                site.all_failed = true;
+            }
+        }
+    }
+
+    fn add_path(&mut self, account: AccountId, name: PathName, now: u64) -> u32 {
+        let idx = self.paths.len() as u32;
+        let site = self.sites.entry(account).or_default();
+        let primary = site.paths.is_empty();
+        site.paths.push(idx);
+        self.paths.push(Path {
+            account,
+            name: name.clone(),
+            primary,
+            last_heard: now,
+            failed_since: None,
+        });
+        self.by_name.insert((account, name), idx);
+        if let Some(deadline) = self.deadline(idx) {
+            self.schedule(idx, deadline);
+        }
+        idx
+    }
+
+    fn interval_of(&self, idx: u32) -> Option<(u32, u32)> {
+        let p = self.paths.get(idx as usize)?;
+        let i = self.sites.get(&p.account)?.interval?;
+        let secs = if p.primary {
+            i.primary
+        } else {
+            i.secondary.unwrap_or(i.primary)
+        };
+        Some((secs, i.grace))
+    }
+
+    fn deadline(&self, idx: u32) -> Option<u64> {
+        let (secs, grace) = self.interval_of(idx)?;
+        let p = self.paths.get(idx as usize)?;
+        Some(p.last_heard + u64::from(secs) + u64::from(grace))
+    }
+
+    fn schedule(&mut self, idx: u32, deadline: u64) {
+        // A deadline already past is handled at the next tick.
+        let at = deadline.max(self.cursor);
+        let slot = (at % WHEEL_SLOTS as u64) as usize;
+        if let Some(s) = self.wheel.get_mut(slot) {
+            s.push((at, idx));
+        }
+    }
+
+    /// A valid frame from `account` over `path` at `now`. Returns the restores it causes.
+    pub fn heard(&mut self, account: &str, path: &str, now: u64) -> Vec<Change> {
+        let Some(id) = AccountId::new(account) else {
+            return Vec::new();
+        };
+        let Some(site) = self.sites.get(&id) else {
+            return Vec::new();
+        };
+        if site.interval.is_none() {
+            return Vec::new();
+        }
+        let multi = site.interval.is_some_and(|i| i.secondary.is_some());
+        // Single-path accounts keep one timer whatever path the frame names.
+        let name: PathName = if multi { path.into() } else { "*".into() };
+        let idx = match self.by_name.get(&(id, name.clone())) {
+            Some(&i) => i,
+            None => {
+                // The provisional path of an armed dual-path account becomes the first
+                // real path heard.
+                let provisional = self.by_name.get(&(id, "*".into())).copied();
+                match (multi, provisional) {
+                    (true, Some(i)) => {
+                        self.by_name.remove(&(id, "*".into()));
+                        self.by_name.insert((id, name.clone()), i);
+                        if let Some(p) = self.paths.get_mut(i as usize) {
+                            p.name = name;
+                        }
+                        i
+                    }
+                    _ => self.add_path(id, name, now),
+                }
+            }
+        };
+        let mut changes = Vec::new();
+        let Some(p) = self.paths.get_mut(idx as usize) else {
+            return changes;
+        };
+        p.last_heard = p.last_heard.max(now);
+        if p.failed_since.take().is_some() {
+            self.failed = self.failed.saturating_sub(1);
+            let path_name = p.name.to_string();
+            let was_all = self.sites.get(&id).is_some_and(|s| s.all_failed);
+            if let Some(site) = self.sites.get_mut(&id) {
+                site.all_failed = false;
+            }
+            changes.push(if was_all {
+                Change::AllRestored {
+                    account: account.to_string(),
+                    path: path_name,
+                }
+            } else {
+                Change::PathRestored {
+                    account: account.to_string(),
+                    path: path_name,
+                }
+            });
+            // Back in the wheel: a failed path had no entry.
+            if let Some(d) = self.deadline(idx) {
+                self.schedule(idx, d);
+            }
+        }
+        changes
+    }
+
+    /// The next second at which [`Supervisor::handle_timeout`] has work, if any path is
+    /// supervised.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.paths.is_empty() {
+            None
+        } else {
+            Some(self.cursor)
+        }
+    }
+
+    /// Advances the wheel to `now` and returns what fell silent.
+    pub fn handle_timeout(&mut self, now: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        // After a long pause (suspended VM) more than a whole turn may have passed: one
+        // turn visits every slot once, which is enough.
+        let steps = now.saturating_sub(self.cursor).saturating_add(1).min(WHEEL_SLOTS as u64);
+        let first = now + 1 - steps;
+        for second in first..=now {
+            let slot = (second % WHEEL_SLOTS as u64) as usize;
+            let entries = self.wheel.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            let mut keep = Vec::new();
+            for (at, idx) in entries {
+                if at > now {
+                    keep.push((at, idx));
+                    continue;
+                }
+                match self.deadline(idx) {
+                    None => {} // no longer supervised: drop the entry
+                    Some(d) if d > now => self.schedule(idx, d),
+                    Some(_) => self.fail(idx, now, &mut changes),
+                }
+            }
+            if let Some(s) = self.wheel.get_mut(slot) {
+                s.extend(keep);
+            }
+        }
+        self.cursor = now + 1;
+        changes
+    }
+
+    fn fail(&mut self, idx: u32, now: u64, changes: &mut Vec<Change>) {
+        let Some(p) = self.paths.get_mut(idx as usize) else {
+            return;
+        };
+        if p.failed_since.is_some() {
+            return;
+        }
+        p.failed_since = Some(now);
+        let since = p.last_heard;
+        let account = p.account;
+        let name = p.name.to_string();
+        self.failed += 1;
+        let Some(site) = self.sites.get(&account) else {
+            return;
+        };
+        let all_silent = site
+            .paths
+            .iter()
+            .all(|&i| self.paths.get(i as usize).is_some_and(|p| p.failed_since.is_some()));
+        let multi = site.interval.is_some_and(|i| i.secondary.is_some());
+        let account_s = account.as_str().to_string();
+        if all_silent {
+            let paths = site
+                .paths
+                .iter()
+                .filter_map(|&i| self.paths.get(i as usize).map(|p| p.name.to_string()))
+                .collect();
+            if let Some(site) = self.sites.get_mut(&account) {
+                site.all_failed = true;
+            }
+            changes.push(Change::AllFailed {
+                account: account_s,
+                paths,
+                silent_since: since,
+            });
+        } else if multi {
+            changes.push(Change::PathFailed {
+                account: account_s,
+                path: name,
+                silent_since: since,
+            });
+        }
+    }
+
+    /// Paths under supervision.
+    pub fn paths(&self) -> usize {
+        self.paths
+            .iter()
+            .filter(|p| self.sites.get(&p.account).is_some_and(|s| s.interval.is_some()))
+            .count()
+    }
+
+    /// Paths now in failure.
+    pub fn failed(&self) -> usize {
+        self.failed
+    }
+
+    /// The paths now in failure: (account, path, failed since).
+    pub fn failures(&self) -> Vec<(String, String, u64)> {
+        self.paths
+            .iter()
+            .filter_map(|p| {
+                p.failed_since
+                    .map(|s| (p.account.as_str().to_string(), p.name.to_string(), s))
+            })
+            .collect()
+    }
+
+    /// Per path of `account`: (path, last heard, failed since).
+    pub fn site(&self, account: &str) -> Vec<(String, u64, Option<u64>)> {
+        let Some(id) = AccountId::new(account) else {
+            return Vec::new();
+        };
+        self.sites
+            .get(&id)
+            .map(|s| {
+                s.paths
+                    .iter()
+                    .filter_map(|&i| self.paths.get(i as usize))
+                    .map(|p| (p.name.to_string(), p.last_heard, p.failed_since))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Seconds, for callers holding a [`Duration`].
+pub fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(secs: u32) -> Option<Interval> {
+        Some(Interval {
+            primary: secs,
+            secondary: None,
+            grace: 0,
+        })
+    }
+
+    #[test]
+    fn silence_then_restore() {
+        let t0 = 1_000_000;
+        let mut s = Supervisor::new(t0);
+        s.configure("1234", single(10));
+        s.arm("1234", t0);
+        assert!(s.handle_timeout(t0 + 9).is_empty());
+        assert_eq!(s.heard("1234", "L1", t0 + 9), vec![]);
+        assert!(s.handle_timeout(t0 + 18).is_empty(), "heard at +9, deadline +19");
+        let c = s.handle_timeout(t0 + 19);
+        assert!(matches!(&c[..], [Change::AllFailed { account, .. }] if account == "1234"), "{c:?}");
+        assert_eq!(s.failed(), 1);
+        // No repeat while it stays silent.
+        assert!(s.handle_timeout(t0 + 100).is_empty());
+        let r = s.heard("1234", "L1", t0 + 101);
+        assert!(matches!(&r[..], [Change::AllRestored { .. }]), "{r:?}");
+        assert_eq!(s.failed(), 0);
+        assert!(s.handle_timeout(t0 + 110).is_empty());
+        assert_eq!(s.handle_timeout(t0 + 111).len(), 1);
+    }
+
+    #[test]
+    fn dual_path_one_then_both() {
+        let t0 = 5_000;
+        let mut s = Supervisor::new(t0);
+        s.configure(
+            "77",
+            Some(Interval {
+                primary: 10,
+                secondary: Some(30),
+                grace: 0,
+            }),
+        );
+        s.arm("77", t0);
+        s.heard("77", "L1", t0);
+        s.heard("77", "L2", t0);
+        // Keep the secondary alive, silence the primary.
+        s.heard("77", "L2", t0 + 8);
+        let c = s.handle_timeout(t0 + 10);
+        assert!(matches!(&c[..], [Change::PathFailed { path, .. }] if path == "L1"), "{c:?}");
+        let c = s.handle_timeout(t0 + 38);
+        assert!(matches!(&c[..], [Change::AllFailed { paths, .. }] if paths.len() == 2), "{c:?}");
+        let r = s.heard("77", "L2", t0 + 40);
+        assert!(matches!(&r[..], [Change::AllRestored { path, .. }] if path == "L2"), "{r:?}");
+        let r = s.heard("77", "L1", t0 + 41);
+        assert!(matches!(&r[..], [Change::PathRestored { path, .. }] if path == "L1"), "{r:?}");
+    }
+
+    #[test]
+    fn long_intervals_take_several_turns() {
+        let t0 = 0;
+        let mut s = Supervisor::new(t0);
+        s.configure("9", single(10_000));
+        s.arm("9", t0);
+        let mut now = t0;
+        let mut fired = None;
+        while now < 20_000 {
+            now += 1;
+            if !s.handle_timeout(now).is_empty() {
+                fired = Some(now);
+                break;
+            }
+        }
+        assert_eq!(fired, Some(10_000));
+    }
+
+    #[test]
+    fn unsupervised_accounts_are_ignored() {
+        let mut s = Supervisor::new(0);
+        assert!(s.heard("1", "L0", 1).is_empty());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn restart_state_does_not_refail() {
+        let mut s = Supervisor::new(100);
+        s.configure("1", single(10));
+        s.restore_failed("1", "*", 50, true);
+        assert!(s.handle_timeout(1000).is_empty());
+        assert!(matches!(&s.heard("1", "L0", 1001)[..], [Change::AllRestored { .. }]));
+    }
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("90s").unwrap().primary, 90);
+        let dp4 = parse_interval("dp4").unwrap();
+        assert_eq!((dp4.primary, dp4.secondary), (90, Some(180)));
+        let explicit = parse_interval("90s/25h").unwrap();
+        assert_eq!(explicit.secondary, Some(90_000));
+        assert!(parse_interval("SP9").is_err());
+        assert!(parse_interval("0s").is_err());
+    }
+}

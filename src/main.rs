@@ -27,6 +27,10 @@ enum Command {
     Send(cli::send::SendArgs),
     /// Query events in the journal.
     History(cli::history::HistoryArgs),
+    /// Load generator: many simulated panels, with an ACK-latency histogram.
+    Load(cli::load::LoadArgs),
+    /// Measure fdatasync latency of small appends on a disk: the floor under ACK latency.
+    FsyncProbe(cli::fsync_probe::FsyncProbeArgs),
 }
 
 fn main() {
@@ -37,6 +41,8 @@ fn main() {
         Command::Decode(args) => cli::decode::run(args),
         Command::Send(args) => cli::send::run(args),
         Command::History(args) => cli::history::run(args),
+        Command::Load(args) => cli::load::run(args),
+        Command::FsyncProbe(args) => cli::fsync_probe::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -2,6 +2,8 @@
 //! nowhere below.
 
 pub mod decode;
+pub mod fsync_probe;
 pub mod history;
+pub mod load;
 pub mod run;
 pub mod send;

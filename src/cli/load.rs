@@ -458,6 +458,11 @@ impl Panel {
             }
             if let (Some(due), Some(period)) = (next_due.as_mut(), shared.period) {
                 let now = Instant::now();
+                // The next frame would leave after the end: the run is over for this panel,
+                // and sleeping until then would only stretch the measured duration.
+                if deadline.is_some_and(|d| *due >= d) {
+                    break;
+                }
                 if *due > now {
                     tokio::time::sleep_until((*due).into()).await;
                 } else if now.duration_since(*due) > MAX_CATCH_UP {

@@ -29,6 +29,10 @@ enum Command {
     History(cli::history::HistoryArgs),
     /// Follow events from the bus or the journal, as JSON or readable lines.
     Tail(cli::tail::TailArgs),
+    /// Load generator: many simulated panels, with an ACK-latency histogram.
+    Load(cli::load::LoadArgs),
+    /// Measure fdatasync latency of small appends on a disk: the floor under ACK latency.
+    FsyncProbe(cli::fsync_probe::FsyncProbeArgs),
 }
 
 fn main() {
@@ -40,6 +44,8 @@ fn main() {
         Command::Send(args) => cli::send::run(args),
         Command::History(args) => cli::history::run(args),
         Command::Tail(args) => cli::tail::run(args),
+        Command::Load(args) => cli::load::run(args),
+        Command::FsyncProbe(args) => cli::fsync_probe::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

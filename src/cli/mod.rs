@@ -2,7 +2,9 @@
 //! nowhere below.
 
 pub mod decode;
+pub mod fsync_probe;
 pub mod history;
+pub mod load;
 pub mod run;
 pub mod send;
 pub mod tail;

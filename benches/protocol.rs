@@ -29,8 +29,8 @@ fn bench(c: &mut Criterion) {
             ),
             encryption: Encryption::Optional,
             time_check: None,
-        ..Default::default()
-},
+            ..Default::default()
+        },
     );
     let arrival = Arrival {
         now: utc_datetime!(2024-01-15 12:00:15),

@@ -29,6 +29,7 @@ use crate::ops::systemd;
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::ContentKey;
 use crate::receiver::record::JournalRecord;
+use crate::receiver::supervision::Supervisor;
 use crate::station::{micros, Station};
 
 /// What the command line overrides in the configuration file.
@@ -119,6 +120,28 @@ struct Health {
     started: Instant,
 }
 
+impl Health {
+    fn supervision_status(&self) -> serde_json::Value {
+        let Ok(s) = self.station.supervisor.lock() else {
+            return serde_json::Value::Null;
+        };
+        let mut failures = s.failures();
+        failures.sort_by_key(|f| f.2);
+        let when = |secs: u64| {
+            time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+                .map(crate::receiver::event::panel_rfc3339)
+                .unwrap_or_default()
+        };
+        serde_json::json!({
+            "paths": s.paths(),
+            "failed": s.failed(),
+            "sites_in_failure": failures.iter().map(|(account, path, since)| serde_json::json!({
+                "account": account, "path": path, "since": when(*since),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 impl Probe for Health {
     fn metrics(&self) -> Vec<u8> {
         // Gauges read at scrape time: cheap, and always current.
@@ -174,6 +197,7 @@ impl Probe for Health {
                 "last_fsync_ms": stats.last_fsync().as_secs_f64() * 1000.0,
             },
             "accounts": settings.accounts.len(),
+            "supervision": self.supervision_status(),
             "dedup_keys": self.station.dedup.len(),
             "connections_open": self.metrics.connections_open.get(),
         })
@@ -219,11 +243,21 @@ pub async fn run(
     let handle = journal.handle();
 
     let dedup = Dedup::new(config.dedup.window);
-    let rebuilt = rebuild_dedup(&handle, &dedup, config.dedup.window);
+    let now_s = unix_now();
+    let mut supervisor = Supervisor::new(now_s);
+    configure_supervision(&mut supervisor, &settings, now_s);
+    let snapshot_path = data_dir.join("supervision.json");
+    let snapshot = crate::receiver::supervision_state::load(&snapshot_path);
+    let rebuilt = rebuild_from_journal(&handle, &dedup, config.dedup.window, snapshot);
+    for f in &rebuilt.failed {
+        supervisor.restore_failed(&f.account, &f.path, f.since, f.all);
+    }
     tracing::info!(
-        keys = rebuilt,
+        keys = rebuilt.keys,
         window_s = config.dedup.window.as_secs(),
-        "dedup window rebuilt from the journal"
+        supervised_paths = supervisor.paths(),
+        in_failure = supervisor.failed(),
+        "state rebuilt: dedup window from the journal, supervision from its snapshot"
     );
 
     let station = Arc::new(Station {
@@ -231,6 +265,7 @@ pub async fn run(
         journal: handle.clone(),
         dedup,
         metrics: Arc::clone(&metrics),
+        supervisor: std::sync::Mutex::new(supervisor),
     });
 
     // Sinks without a cursor start at the current end of the journal; the cursor is made
@@ -415,6 +450,58 @@ pub async fn run(
         }
     });
 
+    // Supervision: one timer for every supervised path; the state snapshot is written
+    // every 10 s and at shutdown.
+    let supervision_stop = CancellationToken::new();
+    let supervision = {
+        let station = Arc::clone(&station);
+        let stop = supervision_stop.clone();
+        let snapshot_path = snapshot_path.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_snapshot = Instant::now();
+            loop {
+                let stopping = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = stop.cancelled() => true,
+                };
+                let now = time::UtcDateTime::now();
+                let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+                let (changes, paths, failed) = match station.supervisor.lock() {
+                    Ok(mut s) => (s.handle_timeout(now_s), s.paths(), s.failed()),
+                    Err(_) => (Vec::new(), 0, 0),
+                };
+                station.metrics.supervision_paths.set(paths as i64);
+                station.metrics.supervision_failed.set(failed as i64);
+                if !changes.is_empty() {
+                    station.record_changes(&changes, now).await;
+                }
+                if stopping || last_snapshot.elapsed() >= Duration::from_secs(10) {
+                    let snap = station
+                        .supervisor
+                        .lock()
+                        .ok()
+                        .map(|s| s.snapshot(micros(now)));
+                    if let Some(snap) = snap {
+                        let path = snapshot_path.clone();
+                        let stored = tokio::task::spawn_blocking(move || {
+                            crate::receiver::supervision_state::store(&path, &snap)
+                        })
+                        .await;
+                        if let Ok(Err(e)) = stored {
+                            tracing::warn!(error = %e, "supervision snapshot not written");
+                        }
+                    }
+                    last_snapshot = Instant::now();
+                }
+                if stopping {
+                    return;
+                }
+            }
+        })
+    };
+
     health.listening.store(true, Ordering::Release);
     tracing::info!(tcp = ?bound.tcp, udp = ?bound.udp, http = ?bound.http, receiver = %config.receiver.id, "listening");
     systemd::ready(&format!(
@@ -442,6 +529,9 @@ pub async fn run(
                 match load(config_path.as_deref(), &overrides) {
                     Ok(new) => {
                         let accounts = new.accounts.len();
+                        if let Ok(mut s) = station.supervisor.lock() {
+                            configure_supervision(&mut s, &new, unix_now());
+                        }
                         station.settings.store(Arc::new(new));
                         metrics.reloads.with_label_values(&["ok"]).inc();
                         tracing::info!(accounts, "configuration reloaded");
@@ -478,6 +568,8 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 3 s");
     }
     let _ = retention.await;
+    supervision_stop.cancel();
+    let _ = supervision.await;
     tracing::debug!("connections finished");
     drop(station);
     let closed = journal.close().await;
@@ -492,40 +584,86 @@ pub async fn run(
     Ok(())
 }
 
-/// Re-enters the content keys acknowledged within the window, so a panel retrying across a
-/// restart still gets a duplicate ACK and no second event.
-fn rebuild_dedup(journal: &JournalHandle, dedup: &Dedup, window: Duration) -> usize {
+fn unix_now() -> u64 {
+    u64::try_from(time::UtcDateTime::now().unix_timestamp()).unwrap_or(0)
+}
+
+/// Sets every account's supervision interval and starts the timers of those not yet
+/// heard (at start, and again after a reload for new accounts).
+fn configure_supervision(supervisor: &mut Supervisor, settings: &Settings, now: u64) {
+    for (id, account) in settings.accounts.iter() {
+        supervisor.configure(id, account.supervision);
+        if account.supervision.is_some() {
+            supervisor.arm(id, now);
+        }
+    }
+}
+
+struct Rebuilt {
+    keys: usize,
+    failed: Vec<crate::receiver::supervision_state::FailedPath>,
+}
+
+/// What the start-up scan reads of a record: its kind and content key, nothing else.
+#[derive(serde::Deserialize)]
+struct RecordHead<'a> {
+    kind: crate::receiver::record::RecordKind,
+    #[serde(borrow, default)]
+    key: Option<&'a str>,
+}
+
+/// Re-enters the content keys acknowledged within the dedup window (a panel retrying
+/// across a restart still gets a duplicate ACK and no second event), and brings the
+/// supervision snapshot up to date with the supervision events journaled after it.
+fn rebuild_from_journal(
+    journal: &JournalHandle,
+    dedup: &Dedup,
+    window: Duration,
+    snapshot: crate::receiver::supervision_state::Snapshot,
+) -> Rebuilt {
     let now = micros(time::UtcDateTime::now());
     let since = now.saturating_sub(i64::try_from(window.as_micros()).unwrap_or(i64::MAX));
+    let mut state = snapshot;
     let mut reader = journal.reader();
-    if let Err(e) = reader.seek_time(since) {
+    let mut keys = 0;
+    if let Err(e) = reader.seek_time(since.min(state.taken_micros)) {
         tracing::warn!(error = %e, "cannot read the journal tail; dedup window starts empty");
-        return 0;
+        return Rebuilt {
+            keys,
+            failed: state.failed,
+        };
     }
-    let mut n = 0;
     loop {
         match reader.next_record() {
             Ok(Some(rec)) => {
-                if rec.ts_micros < since {
+                let Ok(head) = serde_json::from_slice::<RecordHead<'_>>(&rec.payload) else {
                     continue;
+                };
+                if rec.ts_micros >= since {
+                    if let Some(k) = head.key.and_then(ContentKey::from_hex) {
+                        dedup.insert(k, rec.ts_micros);
+                        keys += 1;
+                    }
                 }
-                let key = JournalRecord::from_bytes(&rec.payload)
-                    .ok()
-                    .and_then(|r| r.key)
-                    .and_then(|k| ContentKey::from_hex(&k));
-                if let Some(k) = key {
-                    dedup.insert(k, rec.ts_micros);
-                    n += 1;
+                if head.kind == crate::receiver::record::RecordKind::Internal
+                    && rec.ts_micros >= state.taken_micros
+                {
+                    if let Ok(r) = JournalRecord::from_bytes(&rec.payload) {
+                        state.apply(&r.events, rec.ts_micros);
+                    }
                 }
             }
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "journal tail unreadable; dedup window partial");
+                tracing::warn!(error = %e, "journal tail unreadable; state partly rebuilt");
                 break;
             }
         }
     }
-    n
+    Rebuilt {
+        keys,
+        failed: state.failed,
+    }
 }
 
 /// Binds `addr`, waiting while the port is held by another socket.

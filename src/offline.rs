@@ -28,8 +28,8 @@ pub fn decode_one(raw: &[u8], key: Option<&Key>, now: UtcDateTime, time: &TimePo
                     key: Some(k.clone()),
                     encryption: Encryption::Optional,
                     time_check: None,
-                ..Default::default()
-},
+                    ..Default::default()
+                },
             );
         }
     }

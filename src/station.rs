@@ -24,6 +24,7 @@ use crate::receiver::dedup::Dedup;
 use crate::receiver::event::{rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
 use crate::receiver::record::{JournalRecord, RecordKind};
+use crate::receiver::supervision::{Change, Supervisor};
 
 /// Shared state of the receiving side.
 pub struct Station {
@@ -31,6 +32,9 @@ pub struct Station {
     pub journal: JournalHandle,
     pub dedup: Dedup,
     pub metrics: Arc<Metrics>,
+    /// Locked briefly per acknowledged frame (a hash lookup) and once a second by the
+    /// supervision timer.
+    pub supervisor: std::sync::Mutex<Supervisor>,
 }
 
 /// Microseconds since the Unix epoch of a receiver time.
@@ -154,10 +158,22 @@ impl Station {
                 None
             }
         };
-        if !matches!(
+        let acked = matches!(
             d.outcome,
             Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate
-        ) {
+        );
+        if let (true, Some(heard)) = (acked, &d.heard) {
+            let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+            let changes = self
+                .supervisor
+                .lock()
+                .map(|mut s| s.heard(&heard.account, &heard.path, now_s))
+                .unwrap_or_default();
+            if !changes.is_empty() {
+                self.record_changes(&changes, now).await;
+            }
+        }
+        if !acked {
             tracing::warn!(
                 peer = peer_text.as_deref().unwrap_or("-"),
                 transport = transport.as_str(),
@@ -178,6 +194,39 @@ impl Station {
             started,
         );
         reply
+    }
+
+    /// Journals supervision changes as receiver events.
+    pub async fn record_changes(&self, changes: &[Change], now: UtcDateTime) {
+        let receiver = self.settings.load().config.receiver.id.clone();
+        let events: Vec<_> = changes.iter().map(|c| c.to_event(&receiver, now)).collect();
+        for e in &events {
+            tracing::warn!(account = %e.account, code = %e.code, path = e.path.as_deref().unwrap_or("-"), "{}", e.text);
+            self.metrics
+                .events
+                .with_label_values(&[e.class.as_str()])
+                .inc();
+        }
+        let record = JournalRecord {
+            kind: RecordKind::Internal,
+            at: rfc3339(now),
+            transport: None,
+            peer: None,
+            raw: None,
+            reply: None,
+            outcome: None,
+            reason: None,
+            account: None,
+            key: None,
+            events,
+        };
+        if let Err(e) = self.journal.append(micros(now), record.to_bytes()).await {
+            tracing::error!(error = %e, "supervision events could not be journaled");
+            self.metrics
+                .journal_errors
+                .with_label_values(&["audit_lost"])
+                .inc();
+        }
     }
 
     fn count(

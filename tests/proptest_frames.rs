@@ -97,8 +97,8 @@ fn decide_any(raw: &[u8]) {
             key: Some(Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap()),
             encryption: Encryption::Optional,
             time_check: Some(true),
-        ..Default::default()
-},
+            ..Default::default()
+        },
     );
     let arrival = Arrival {
         now: UtcDateTime::from_unix_timestamp(1_705_320_010).unwrap(),

@@ -97,11 +97,15 @@ impl Network {
         };
         match (self.addr, ip) {
             (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(i) & mask
             }
             (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(i) & mask
             }
             _ => false,
@@ -265,7 +269,9 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
         };
         let supervision = match field(supervision_col) {
             None => None,
-            Some(s) => Some(parse_interval(s).map_err(|e| format!("line {line_no}: account {id}: {e}"))?),
+            Some(s) => {
+                Some(parse_interval(s).map_err(|e| format!("line {line_no}: account {id}: {e}"))?)
+            }
         };
         if table
             .insert(

@@ -9,9 +9,9 @@
 use time::Duration;
 
 use super::accounts::{AccountTable, Encryption, Identity, UnknownPolicy};
-use super::supervision::path_name;
 use super::event::{rfc3339, ContentKey, Event};
 use super::normalize::{self, Arrival, FrameFacts, Payload};
+use super::supervision::path_name;
 use crate::protocol::codes::{Category, EventClass, Qualifier};
 use crate::protocol::crypto::{Key, MAX_PAD};
 use crate::protocol::dc09::{parse_frame, ContentError, CrcForm, Frame, FrameError};

@@ -97,6 +97,9 @@ pub struct Event {
     pub network_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_address: Option<String>,
+    /// The reporting path, for supervision events (`L1`, `J2`, `*` for any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Every extended block as sent, without brackets, known letters included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ext: Vec<String>,
@@ -109,6 +112,62 @@ pub struct Event {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+impl Event {
+    /// An event the receiver raises itself (no frame behind it).
+    pub fn internal(
+        id: String,
+        now: UtcDateTime,
+        receiver: &str,
+        account: &str,
+        code: &str,
+        (qualifier, class, category): (Qualifier, EventClass, Category),
+        text: String,
+    ) -> Event {
+        Event {
+            id,
+            received_at: rfc3339(now),
+            receiver: receiver.to_string(),
+            transport: Transport::Internal,
+            peer: None,
+            protocol: "tocsin".into(),
+            encrypted: false,
+            seq: None,
+            receiver_no: None,
+            line_no: None,
+            account: account.to_string(),
+            panel_time: None,
+            code: code.to_string(),
+            qualifier,
+            class,
+            category,
+            zone: None,
+            user: None,
+            partition: None,
+            text,
+            arming: None,
+            data_account: None,
+            names: Vec::new(),
+            event_time: None,
+            location: None,
+            verification: None,
+            mac: None,
+            site: None,
+            building: None,
+            room: None,
+            alarm_text: None,
+            longitude: None,
+            latitude: None,
+            altitude: None,
+            network_path: None,
+            network_address: None,
+            path: None,
+            ext: Vec::new(),
+            unknown_account: false,
+            raw: String::new(),
+        }
+    }
 }
 
 /// Writes `t` as RFC 3339 UTC with milliseconds (`2024-01-15T12:00:05.123Z`). Written by

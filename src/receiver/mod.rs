@@ -9,3 +9,4 @@ pub mod event;
 pub mod normalize;
 pub mod record;
 pub mod supervision;
+pub mod supervision_state;

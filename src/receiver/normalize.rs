@@ -136,6 +136,7 @@ pub fn base_event(
         altitude: None,
         network_path: None,
         network_address: None,
+        path: None,
         ext: Vec::new(),
         unknown_account: facts.unknown_account,
         raw: escape(facts.raw),

@@ -18,9 +18,10 @@
 //! all are different events.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::accounts::AccountId;
+use super::event::Event;
+use crate::protocol::codes::{Category, EventClass, Qualifier};
 
 /// Wheel size in one-second slots; intervals longer than this take several turns.
 const WHEEL_SLOTS: usize = 4096;
@@ -54,11 +55,12 @@ pub const CATEGORIES: &[(&str, u32, Option<u32>)] = &[
 ];
 
 /// Parses `supervision = "90s"`, `"90s/25h"` or `"DP4"`. Grace: 10 % of the primary
-/// interval, at least 5 s and at most 10 min (network jitter, a retry or two).
+/// interval, at least 1 s and at most 10 min (network jitter, a retry or two).
 pub fn parse_interval(text: &str) -> Result<Interval, String> {
     let t = text.trim();
-    let (primary, secondary) = if let Some(&(_, p, s)) =
-        CATEGORIES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(t))
+    let (primary, secondary) = if let Some(&(_, p, s)) = CATEGORIES
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(t))
     {
         (p, s)
     } else {
@@ -67,14 +69,16 @@ pub fn parse_interval(text: &str) -> Result<Interval, String> {
             u32::try_from(d.as_secs())
                 .ok()
                 .filter(|&s| s >= 1)
-                .ok_or_else(|| format!("supervision interval `{s}` must be between 1 s and 136 years"))
+                .ok_or_else(|| {
+                    format!("supervision interval `{s}` must be between 1 s and 136 years")
+                })
         };
         match t.split_once('/') {
             Some((p, s)) => (secs(p)?, Some(secs(s)?)),
             None => (secs(t)?, None),
         }
     };
-    let grace = (primary / 10).clamp(5, 600);
+    let grace = (primary / 10).clamp(1, 600);
     Ok(Interval {
         primary,
         secondary,
@@ -100,11 +104,19 @@ pub fn path_name(network_path: Option<&str>, line: &str, receiver: Option<&str>)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// One path of a multi-path account fell silent; others still report.
-    PathFailed { account: String, path: String, silent_since: u64 },
+    PathFailed {
+        account: String,
+        path: String,
+        silent_since: u64,
+    },
     /// A path heard again after a path failure, while others were up.
     PathRestored { account: String, path: String },
     /// Every path of the account is silent: the site is cut off.
-    AllFailed { account: String, paths: Vec<String>, silent_since: u64 },
+    AllFailed {
+        account: String,
+        paths: Vec<String>,
+        silent_since: u64,
+    },
     /// The site is heard again after an all-paths failure.
     AllRestored { account: String, path: String },
 }
@@ -192,7 +204,7 @@ impl Supervisor {
         let Some(id) = AccountId::new(account) else {
             return;
         };
-        if !self.sites.get(&id).is_some_and(|s| s.interval.is_some()) {
+        if self.sites.get(&id).is_none_or(|s| s.interval.is_none()) {
             return;
         }
         let idx = match self.by_name.get(&(id, path.into())) {
@@ -336,11 +348,18 @@ impl Supervisor {
         let mut changes = Vec::new();
         // After a long pause (suspended VM) more than a whole turn may have passed: one
         // turn visits every slot once, which is enough.
-        let steps = now.saturating_sub(self.cursor).saturating_add(1).min(WHEEL_SLOTS as u64);
+        let steps = now
+            .saturating_sub(self.cursor)
+            .saturating_add(1)
+            .min(WHEEL_SLOTS as u64);
         let first = now + 1 - steps;
         for second in first..=now {
             let slot = (second % WHEEL_SLOTS as u64) as usize;
-            let entries = self.wheel.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            let entries = self
+                .wheel
+                .get_mut(slot)
+                .map(std::mem::take)
+                .unwrap_or_default();
             let mut keep = Vec::new();
             for (at, idx) in entries {
                 if at > now {
@@ -376,10 +395,11 @@ impl Supervisor {
         let Some(site) = self.sites.get(&account) else {
             return;
         };
-        let all_silent = site
-            .paths
-            .iter()
-            .all(|&i| self.paths.get(i as usize).is_some_and(|p| p.failed_since.is_some()));
+        let all_silent = site.paths.iter().all(|&i| {
+            self.paths
+                .get(i as usize)
+                .is_some_and(|p| p.failed_since.is_some())
+        });
         let multi = site.interval.is_some_and(|i| i.secondary.is_some());
         let account_s = account.as_str().to_string();
         if all_silent {
@@ -409,7 +429,11 @@ impl Supervisor {
     pub fn paths(&self) -> usize {
         self.paths
             .iter()
-            .filter(|p| self.sites.get(&p.account).is_some_and(|s| s.interval.is_some()))
+            .filter(|p| {
+                self.sites
+                    .get(&p.account)
+                    .is_some_and(|s| s.interval.is_some())
+            })
             .count()
     }
 
@@ -427,6 +451,27 @@ impl Supervisor {
                     .map(|s| (p.account.as_str().to_string(), p.name.to_string(), s))
             })
             .collect()
+    }
+
+    /// The state to persist: every path in failure.
+    pub fn snapshot(&self, taken_micros: i64) -> super::supervision_state::Snapshot {
+        let failed = self
+            .paths
+            .iter()
+            .filter_map(|p| {
+                let since = p.failed_since?;
+                Some(super::supervision_state::FailedPath {
+                    account: p.account.as_str().to_string(),
+                    path: p.name.to_string(),
+                    since,
+                    all: self.sites.get(&p.account).is_some_and(|s| s.all_failed),
+                })
+            })
+            .collect();
+        super::supervision_state::Snapshot {
+            taken_micros,
+            failed,
+        }
     }
 
     /// Per path of `account`: (path, last heard, failed since).
@@ -447,9 +492,84 @@ impl Supervisor {
     }
 }
 
-/// Seconds, for callers holding a [`Duration`].
-pub fn secs(d: Duration) -> u64 {
-    d.as_secs()
+/// Event codes of supervision.
+pub const CODE_PATH_FAIL: &str = "path_fail";
+pub const CODE_PATH_RESTORE: &str = "path_restore";
+pub const CODE_COMM_FAIL: &str = "comm_fail";
+pub const CODE_COMM_RESTORE: &str = "comm_restore";
+
+impl Change {
+    /// The normalized event for this change. Its id is derived from receiver, account,
+    /// path, code and time, so replaying the same change gives the same id.
+    pub fn to_event(&self, receiver: &str, now: time::UtcDateTime) -> Event {
+        let when = |s: u64| {
+            time::UtcDateTime::from_unix_timestamp(i64::try_from(s).unwrap_or(0))
+                .map(super::event::panel_rfc3339)
+                .unwrap_or_default()
+        };
+        let (account, path, code, qualifier, text) = match self {
+            Change::PathFailed {
+                account,
+                path,
+                silent_since,
+            } => (
+                account,
+                path.clone(),
+                CODE_PATH_FAIL,
+                Qualifier::New,
+                format!(
+                    "Path {path} of {account} silent since {} (other paths still report)",
+                    when(*silent_since)
+                ),
+            ),
+            Change::PathRestored { account, path } => (
+                account,
+                path.clone(),
+                CODE_PATH_RESTORE,
+                Qualifier::Restore,
+                format!("Path {path} of {account} heard again"),
+            ),
+            Change::AllFailed {
+                account,
+                paths,
+                silent_since,
+            } => (
+                account,
+                paths.join(","),
+                CODE_COMM_FAIL,
+                Qualifier::New,
+                format!(
+                    "{account} silent on every path ({}) since {}",
+                    paths.join(", "),
+                    when(*silent_since)
+                ),
+            ),
+            Change::AllRestored { account, path } => (
+                account,
+                path.clone(),
+                CODE_COMM_RESTORE,
+                Qualifier::Restore,
+                format!("{account} heard again (path {path})"),
+            ),
+        };
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in [receiver, account.as_str(), path.as_str(), code] {
+            h.update(part.as_bytes());
+            h.update(&[0x1F]);
+        }
+        h.update(&now.unix_timestamp().to_le_bytes());
+        let mut e = Event::internal(
+            format!("{:032x}", h.digest128()),
+            now,
+            receiver,
+            account,
+            code,
+            (qualifier, EventClass::Supervision, Category::Communication),
+            text,
+        );
+        e.path = Some(path);
+        e
+    }
 }
 
 #[cfg(test)]
@@ -472,9 +592,15 @@ mod tests {
         s.arm("1234", t0);
         assert!(s.handle_timeout(t0 + 9).is_empty());
         assert_eq!(s.heard("1234", "L1", t0 + 9), vec![]);
-        assert!(s.handle_timeout(t0 + 18).is_empty(), "heard at +9, deadline +19");
+        assert!(
+            s.handle_timeout(t0 + 18).is_empty(),
+            "heard at +9, deadline +19"
+        );
         let c = s.handle_timeout(t0 + 19);
-        assert!(matches!(&c[..], [Change::AllFailed { account, .. }] if account == "1234"), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::AllFailed { account, .. }] if account == "1234"),
+            "{c:?}"
+        );
         assert_eq!(s.failed(), 1);
         // No repeat while it stays silent.
         assert!(s.handle_timeout(t0 + 100).is_empty());
@@ -503,13 +629,25 @@ mod tests {
         // Keep the secondary alive, silence the primary.
         s.heard("77", "L2", t0 + 8);
         let c = s.handle_timeout(t0 + 10);
-        assert!(matches!(&c[..], [Change::PathFailed { path, .. }] if path == "L1"), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::PathFailed { path, .. }] if path == "L1"),
+            "{c:?}"
+        );
         let c = s.handle_timeout(t0 + 38);
-        assert!(matches!(&c[..], [Change::AllFailed { paths, .. }] if paths.len() == 2), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::AllFailed { paths, .. }] if paths.len() == 2),
+            "{c:?}"
+        );
         let r = s.heard("77", "L2", t0 + 40);
-        assert!(matches!(&r[..], [Change::AllRestored { path, .. }] if path == "L2"), "{r:?}");
+        assert!(
+            matches!(&r[..], [Change::AllRestored { path, .. }] if path == "L2"),
+            "{r:?}"
+        );
         let r = s.heard("77", "L1", t0 + 41);
-        assert!(matches!(&r[..], [Change::PathRestored { path, .. }] if path == "L1"), "{r:?}");
+        assert!(
+            matches!(&r[..], [Change::PathRestored { path, .. }] if path == "L1"),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -543,7 +681,10 @@ mod tests {
         s.configure("1", single(10));
         s.restore_failed("1", "*", 50, true);
         assert!(s.handle_timeout(1000).is_empty());
-        assert!(matches!(&s.heard("1", "L0", 1001)[..], [Change::AllRestored { .. }]));
+        assert!(matches!(
+            &s.heard("1", "L0", 1001)[..],
+            [Change::AllRestored { .. }]
+        ));
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         now: utc_datetime!(2024-01-15 12:00:15),
         transport: Transport::Tcp,
         peer: Some("127.0.0.1:40000".parse().unwrap()),
+        peer_label: Some("127.0.0.1:40000"),
         receiver: "bench",
     };
     let time = TimePolicy::default();

@@ -37,6 +37,7 @@ pub fn decode_one(raw: &[u8], key: Option<&Key>, now: UtcDateTime, time: &TimePo
         now,
         transport: Transport::Offline,
         peer: None,
+        peer_label: None,
         receiver: "decode",
     };
     let mut random = [0u8; 16];

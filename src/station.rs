@@ -50,6 +50,7 @@ impl Station {
         raw: &[u8],
         transport: Transport,
         peer: Option<SocketAddr>,
+        peer_label: Option<&str>,
     ) -> Option<Vec<u8>> {
         let started = Instant::now();
         let now = UtcDateTime::now();
@@ -67,6 +68,7 @@ impl Station {
             now,
             transport,
             peer,
+            peer_label,
             receiver: &config.receiver.id,
         };
         let mut random = [0u8; 16];
@@ -79,7 +81,10 @@ impl Station {
             &self.dedup.at(now_us),
             &random,
         );
-        let peer_text = peer.map(|p| p.to_string());
+        let peer_text = match peer_label {
+            Some(l) => Some(l.to_string()),
+            None => peer.map(|p| p.to_string()),
+        };
         let record = JournalRecord {
             kind: RecordKind::Frame,
             at: rfc3339(now),

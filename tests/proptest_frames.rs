@@ -104,6 +104,7 @@ fn decide_any(raw: &[u8]) {
         now: UtcDateTime::from_unix_timestamp(1_705_320_010).unwrap(),
         transport: Transport::Tcp,
         peer: None,
+        peer_label: None,
         receiver: "prop",
     };
     let d = decide(

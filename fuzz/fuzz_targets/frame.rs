@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         now,
         transport: Transport::Tcp,
         peer: None,
+        peer_label: None,
         receiver: "fuzz",
     };
     let d = decide(data, &arrival, &accounts, &TimePolicy::default(), &NothingSeen, &[0x5A; 16]);

@@ -147,6 +147,7 @@ impl Connection {
         let (rd, mut wr) = socket.into_split();
         let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
         let mut junk_bytes: u64 = 0;
+        let label = self.peer.to_string();
         let how = loop {
             let next = tokio::select! {
                 biased;
@@ -169,7 +170,7 @@ impl Connection {
                 Cut::Frame(bytes) => {
                     let reply = self
                         .station
-                        .handle_frame(&bytes, Transport::Tcp, Some(self.peer))
+                        .handle_frame(&bytes, Transport::Tcp, Some(self.peer), Some(&label))
                         .await;
                     if let Some(reply) = reply {
                         match tokio::time::timeout(self.limits.write_timeout, wr.write_all(&reply))

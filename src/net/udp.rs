@@ -54,7 +54,7 @@ pub async fn serve(
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
             if let Some(reply) = station
-                .handle_frame(&datagram, Transport::Udp, Some(peer))
+                .handle_frame(&datagram, Transport::Udp, Some(peer), None)
                 .await
             {
                 if let Err(e) = socket.send_to(&reply, peer).await {

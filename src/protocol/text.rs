@@ -34,21 +34,35 @@ pub fn decode_w1252(bytes: &[u8]) -> Cow<'_, str> {
 /// Writes bytes in the escaped form that `tocsin decode` reads back: printable ASCII as
 /// is, `\n`, `\r`, `\\`, and `\xNN` for anything else.
 pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for &b in bytes {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Runs of printable bytes are copied whole; a frame is printable but for its LF and
+    // CR, so this is a handful of copies. The output is ASCII by construction.
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| !(0x20..=0x7E).contains(&b) || b == b'\\')
+            .unwrap_or(rest.len());
+        let (plain, tail) = rest.split_at(run);
+        out.extend_from_slice(plain);
+        let Some((&b, after)) = tail.split_first() else {
+            break;
+        };
         match b {
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7E => out.push(char::from(b)),
-            _ => {
-                out.push_str("\\x");
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xF)]));
-            }
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xF)],
+            ]),
         }
+        rest = after;
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Reads the escaped form back (the inverse of [`escape`]); unknown escapes are kept

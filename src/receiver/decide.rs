@@ -502,9 +502,9 @@ fn receiver_event(
     text: String,
 ) -> Event {
     let mut e = normalize::base_event(facts, 0, code, class, category);
-    e.protocol = "tocsin".into();
+    e.protocol = std::borrow::Cow::Borrowed("tocsin");
     e.qualifier = Qualifier::New;
-    e.text = text;
+    e.text = std::borrow::Cow::Owned(text);
     // A distinct id from the frame's own events, still derived from its content.
     e.id = facts.key.event_id(usize::MAX);
     e

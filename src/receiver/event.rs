@@ -6,9 +6,11 @@
 //! so that two receivers that get the same frame (dual path, hot standby) compute the
 //! same id and the bus keeps one. Nothing receiver-local (arrival time, peer, pad) enters.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use time::UtcDateTime;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
 use crate::protocol::codes::{Arming, Category, EventClass, Qualifier};
 
@@ -45,7 +47,7 @@ pub struct Event {
     pub peer: Option<String>,
     /// The frame's ID token without `*` (`SIA-DCS`, `ADM-CID`, `NULL`), or `tocsin` for
     /// events the receiver raises itself.
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     pub encrypted: bool,
     pub seq: Option<String>,
     pub receiver_no: Option<String>,
@@ -59,7 +61,7 @@ pub struct Event {
     pub zone: Option<String>,
     pub user: Option<String>,
     pub partition: Option<String>,
-    pub text: String,
+    pub text: Cow<'static, str>,
     /// Opening (disarm) or closing (arm), for open/close reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arming: Option<Arming>,
@@ -125,13 +127,14 @@ impl Event {
         (qualifier, class, category): (Qualifier, EventClass, Category),
         text: String,
     ) -> Event {
+        let text = Cow::Owned(text);
         Event {
             id,
             received_at: rfc3339(now),
             receiver: receiver.to_string(),
             transport: Transport::Internal,
             peer: None,
-            protocol: "tocsin".into(),
+            protocol: Cow::Borrowed("tocsin"),
             encrypted: false,
             seq: None,
             receiver_no: None,
@@ -174,31 +177,50 @@ impl Event {
 /// hand: it runs for every event and `time`'s formatter is general-purpose.
 pub fn rfc3339(t: UtcDateTime) -> String {
     let mut b = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            if let Some(slot) = b.get_mut(i) {
-                *slot = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-        }
-    };
-    put(0, 4, t.year().clamp(0, 9999) as u32);
-    put(5, 2, u32::from(u8::from(t.month())));
-    put(8, 2, u32::from(t.day()));
-    put(11, 2, u32::from(t.hour()));
-    put(14, 2, u32::from(t.minute()));
-    put(17, 2, u32::from(t.second()));
-    put(20, 3, u32::from(t.millisecond()));
-    b.iter().map(|&c| char::from(c)).collect()
+    fill_date_time(&mut b, t);
+    put_digits(&mut b, 20, 3, u32::from(t.millisecond()));
+    ascii_string(&b)
 }
 
 /// Panel time as RFC 3339 (whole seconds: that is all DC-09 carries).
 pub fn panel_rfc3339(t: UtcDateTime) -> String {
-    let mut s = rfc3339(t);
-    // Drop ".000" before the Z.
-    s.truncate(s.len().saturating_sub(5));
-    s.push('Z');
-    s
+    let mut b = *b"0000-00-00T00:00:00Z";
+    fill_date_time(&mut b, t);
+    ascii_string(&b)
+}
+
+fn fill_date_time(b: &mut [u8], t: UtcDateTime) {
+    put_digits(b, 0, 4, t.year().clamp(0, 9999) as u32);
+    put_digits(b, 5, 2, u32::from(u8::from(t.month())));
+    put_digits(b, 8, 2, u32::from(t.day()));
+    put_digits(b, 11, 2, u32::from(t.hour()));
+    put_digits(b, 14, 2, u32::from(t.minute()));
+    put_digits(b, 17, 2, u32::from(t.second()));
+}
+
+fn put_digits(b: &mut [u8], at: usize, width: usize, mut v: u32) {
+    for i in (at..at + width).rev() {
+        if let Some(slot) = b.get_mut(i) {
+            *slot = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+    }
+}
+
+/// The bytes are ASCII digits and punctuation written above.
+fn ascii_string(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap_or_default()
+}
+
+/// 32 lower-case hex digits.
+fn hex128(v: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 124 - 4 * i as u32;
+        *slot = HEX[((v >> shift) & 0xF) as usize];
+    }
+    ascii_string(&out)
 }
 
 /// The identity of what a panel sent, shared by every receiver that gets it.
@@ -217,33 +239,35 @@ impl ContentKey {
         ext: &[(u8, &[u8])],
         panel_time: Option<UtcDateTime>,
     ) -> ContentKey {
-        let mut h = Xxh3::new();
+        // One contiguous buffer and a one-shot hash: the streaming hasher costs several
+        // times more on inputs this small.
+        let ext_len: usize = ext.iter().map(|(_, v)| v.len() + 2).sum();
+        let mut buf = Vec::with_capacity(
+            account.len() + token.len() + seq.len() + data.len() + ext_len + 16,
+        );
         for part in [account.as_bytes(), token.as_bytes(), seq.as_bytes(), data] {
-            h.update(part);
-            h.update(&[0x1F]);
+            buf.extend_from_slice(part);
+            buf.push(0x1F);
         }
         for (id, value) in ext {
-            h.update(&[*id]);
-            h.update(value);
-            h.update(&[0x1E]);
+            buf.push(*id);
+            buf.extend_from_slice(value);
+            buf.push(0x1E);
         }
-        h.update(&[0x1F]);
+        buf.push(0x1F);
         if let Some(t) = panel_time {
-            h.update(&t.unix_timestamp().to_le_bytes());
+            buf.extend_from_slice(&t.unix_timestamp().to_le_bytes());
         }
-        ContentKey(h.digest128())
+        ContentKey(xxh3_128(&buf))
     }
 
     /// The id of the `index`-th event of this frame: 32 hex digits.
     pub fn event_id(self, index: usize) -> String {
-        let mut h = Xxh3::new();
-        h.update(&self.0.to_le_bytes());
-        h.update(&(index as u64).to_le_bytes());
-        format!("{:032x}", h.digest128())
+        hex128(xxh3_128_with_seed(&self.0.to_le_bytes(), index as u64))
     }
 
     pub fn to_hex(self) -> String {
-        format!("{:032x}", self.0)
+        hex128(self.0)
     }
 
     pub fn from_hex(s: &str) -> Option<ContentKey> {

@@ -5,6 +5,8 @@
 //! `other`, text saying the code is unknown), and a data block that does not parse makes
 //! one event carrying the raw data, so an operator sees it.
 
+use std::borrow::Cow;
+
 use time::UtcDateTime;
 
 use super::event::{panel_rfc3339, rfc3339, ContentKey, Event, Transport};
@@ -20,6 +22,9 @@ pub struct Arrival<'a> {
     pub now: UtcDateTime,
     pub transport: Transport,
     pub peer: Option<std::net::SocketAddr>,
+    /// `peer` already formatted, when the caller has it (a TCP connection formats its peer
+    /// once, not per frame).
+    pub peer_label: Option<&'a str>,
     pub receiver: &'a str,
 }
 
@@ -66,7 +71,7 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
                 if sia.events.is_empty() {
                     // An `A`-only or empty `N` block still tells something.
                     let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
-                    e.text = "SIA data without an event code".into();
+                    e.text = Cow::Borrowed("SIA data without an event code");
                     e.names = names;
                     e.data_account = data_account.map(str::to_string);
                     return vec![e];
@@ -104,8 +109,16 @@ pub fn base_event(
         received_at: rfc3339(facts.arrival.now),
         receiver: facts.arrival.receiver.to_string(),
         transport: facts.arrival.transport,
-        peer: facts.arrival.peer.map(|p| p.to_string()),
-        protocol: h.token.to_string(),
+        peer: match facts.arrival.peer_label {
+            Some(l) => Some(l.to_string()),
+            None => facts.arrival.peer.map(|p| p.to_string()),
+        },
+        protocol: match h.token {
+            "SIA-DCS" => Cow::Borrowed("SIA-DCS"),
+            "ADM-CID" => Cow::Borrowed("ADM-CID"),
+            "NULL" => Cow::Borrowed("NULL"),
+            other => Cow::Owned(other.to_string()),
+        },
         encrypted: h.encrypted,
         seq: Some(h.seq.to_string()),
         receiver_no: h.receiver.map(str::to_string),
@@ -119,7 +132,7 @@ pub fn base_event(
         zone: None,
         user: None,
         partition: None,
-        text: String::new(),
+        text: Cow::Borrowed(""),
         arming: None,
         data_account: None,
         names: Vec::new(),
@@ -206,8 +219,8 @@ fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
         _ => e.zone = ev.address.map(str::to_string),
     }
     e.text = match info {
-        Some(i) => i.description.to_string(),
-        None => format!("Unknown SIA code {}", ev.code),
+        Some(i) => Cow::Borrowed(i.description),
+        None => Cow::Owned(format!("Unknown SIA code {}", ev.code)),
     };
     if ev.time.is_some() || ev.date.is_some() {
         let when = [ev.date, ev.time]
@@ -248,11 +261,12 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
         .filter(|a| *a != facts.account)
         .map(str::to_string);
     e.text = match info {
-        Some(i) => i.description.to_string(),
-        None => format!("Unknown Contact ID code {code}"),
+        Some(i) => Cow::Borrowed(i.description),
+        None => Cow::Owned(format!("Unknown Contact ID code {code}")),
     };
     if qualifier.is_none() {
         e.text
+            .to_mut()
             .push_str(&format!(" (unknown qualifier {})", cid.qualifier));
     }
     e
@@ -260,6 +274,9 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
 
 fn unparsed(facts: &FrameFacts<'_>, data: &str, why: &str) -> Event {
     let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
-    e.text = format!("Unparsed {} data `{}`: {}", facts.header.token, data, why);
+    e.text = Cow::Owned(format!(
+        "Unparsed {} data `{}`: {}",
+        facts.header.token, data, why
+    ));
     e
 }

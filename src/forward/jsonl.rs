@@ -48,8 +48,13 @@ pub async fn run(
     loop {
         let next = tokio::select! {
             biased;
-            r = reader.next_wait() => r?,
             _ = shutdown.cancelled() => break,
+            r = reader.next_wait() => match r? {
+                Some(rec) => Some(rec),
+                // The writer is gone (journal closed): nothing more will come, and
+                // `next_wait` would return at once forever. Drain and stop.
+                None => break,
+            },
             _ = tokio::time::sleep(CURSOR_EVERY), if last != stored => None,
         };
         if let Some(rec) = next {

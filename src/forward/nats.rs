@@ -101,18 +101,37 @@ pub enum ForwardError {
 
 /// Makes `s` a single NATS subject token.
 pub fn token(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().max(1));
+    push_token(&mut out, s);
+    out
+}
+
+/// Appends `s` to `out` as a single NATS subject token: anything outside
+/// `[A-Za-z0-9_-]` becomes `_`, and an empty string `_`.
+fn push_token(out: &mut String, s: &str) {
     if s.is_empty() {
-        return "_".into();
+        out.push('_');
+        return;
     }
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    out.extend(s.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// `<prefix>.events.<account>.<class>`, built without the formatting machinery and the
+/// two intermediate token strings: it runs once per published event.
+fn subject(prefix: &str, account: &str, class: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + account.len() + class.len() + 9);
+    s.push_str(prefix);
+    s.push_str(".events.");
+    push_token(&mut s, account);
+    s.push('.');
+    push_token(&mut s, class);
+    s
 }
 
 /// What the sink reads of a journal record: the events as raw JSON, published verbatim.
@@ -276,7 +295,11 @@ async fn publish_from(
                 // `None`: the journal closed (shutdown in progress).
                 let Some(rec) = rec? else { break };
                 let lsn = rec.lsn;
-                let events = serde_json::from_slice::<Envelope<'_>>(&rec.payload)
+                // UTF-8 is checked once for the whole record; parsing from `&str` then skips
+                // the per-string check that parsing from bytes does for borrowed values.
+                let events = std::str::from_utf8(&rec.payload)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Envelope<'_>>(text).ok())
                     .map(|e| e.events)
                     .unwrap_or_default();
                 let routed: Vec<(&RawValue, Routing<'_>)> = events
@@ -295,17 +318,12 @@ async fn publish_from(
                     continue;
                 }
                 let count = routed.len();
+                let started = Instant::now();
                 for (i, (raw, route)) in routed.into_iter().enumerate() {
-                    let subject = format!(
-                        "{}.events.{}.{}",
-                        config.subject_prefix,
-                        token(route.account),
-                        token(route.class)
-                    );
+                    let subject = subject(&config.subject_prefix, route.account, route.class);
                     let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", route.id);
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, route.id);
                     let payload = Bytes::copy_from_slice(raw.get().as_bytes());
-                    let started = Instant::now();
                     let ack = js
                         .publish_with_headers(subject, headers, payload)
                         .await

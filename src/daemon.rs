@@ -28,7 +28,6 @@ use crate::ops::metrics::Metrics;
 use crate::ops::systemd;
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::ContentKey;
-use crate::receiver::record::JournalRecord;
 use crate::station::{micros, Station};
 
 /// What the command line overrides in the configuration file.
@@ -466,6 +465,13 @@ pub async fn run(
     Ok(())
 }
 
+/// The part of a [`JournalRecord`](crate::receiver::record::JournalRecord) that [`rebuild_dedup`] reads.
+#[derive(serde::Deserialize)]
+struct KeyOnly<'a> {
+    #[serde(borrow, default)]
+    key: Option<&'a str>,
+}
+
 /// Re-enters the content keys acknowledged within the window, so a panel retrying across a
 /// restart still gets a duplicate ACK and no second event.
 fn rebuild_dedup(journal: &JournalHandle, dedup: &Dedup, window: Duration) -> usize {
@@ -483,10 +489,12 @@ fn rebuild_dedup(journal: &JournalHandle, dedup: &Dedup, window: Duration) -> us
                 if rec.ts_micros < since {
                     continue;
                 }
-                let key = JournalRecord::from_bytes(&rec.payload)
+                // Only the key is needed: decoding whole records (events included) made
+                // this scan most of the start time when the window holds a large backlog.
+                let key = serde_json::from_slice::<KeyOnly<'_>>(&rec.payload)
                     .ok()
                     .and_then(|r| r.key)
-                    .and_then(|k| ContentKey::from_hex(&k));
+                    .and_then(ContentKey::from_hex);
                 if let Some(k) = key {
                     dedup.insert(k, rec.ts_micros);
                     n += 1;

@@ -27,12 +27,14 @@ fn main() {
     accounts.insert(
         "1234",
         Account {
-            key: Key::from_hex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4").ok(),
+            key: Key::from_hex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4")
+                .ok(),
             ..Default::default()
         },
     );
     let arrival = Arrival {
-        now: time::UtcDateTime::from_unix_timestamp(1_705_320_015).unwrap_or(time::UtcDateTime::UNIX_EPOCH),
+        now: time::UtcDateTime::from_unix_timestamp(1_705_320_015)
+            .unwrap_or(time::UtcDateTime::UNIX_EPOCH),
         transport: Transport::Tcp,
         peer: "127.0.0.1:40000".parse().ok(),
         // A TCP connection formats its peer once; the daemon passes that label per frame.
@@ -41,7 +43,14 @@ fn main() {
     };
     let started = std::time::Instant::now();
     for _ in 0..n {
-        let d = decide(black_box(frame), &arrival, &accounts, &TimePolicy::default(), &NothingSeen, &[7; 16]);
+        let d = decide(
+            black_box(frame),
+            &arrival,
+            &accounts,
+            &TimePolicy::default(),
+            &NothingSeen,
+            &[7; 16],
+        );
         black_box(d);
     }
     let per = started.elapsed().as_nanos() as f64 / n as f64;

@@ -101,18 +101,37 @@ pub enum ForwardError {
 
 /// Makes `s` a single NATS subject token.
 pub fn token(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().max(1));
+    push_token(&mut out, s);
+    out
+}
+
+/// Appends `s` to `out` as a single NATS subject token: anything outside
+/// `[A-Za-z0-9_-]` becomes `_`, and an empty string `_`.
+fn push_token(out: &mut String, s: &str) {
     if s.is_empty() {
-        return "_".into();
+        out.push('_');
+        return;
     }
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    out.extend(s.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// `<prefix>.events.<account>.<class>`, built without the formatting machinery and the
+/// two intermediate token strings: it runs once per published event.
+fn subject(prefix: &str, account: &str, class: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + account.len() + class.len() + 9);
+    s.push_str(prefix);
+    s.push_str(".events.");
+    push_token(&mut s, account);
+    s.push('.');
+    push_token(&mut s, class);
+    s
 }
 
 /// What the sink reads of a journal record: the events as raw JSON, published verbatim.
@@ -144,18 +163,49 @@ pub async fn run(
 ) -> Result<(), ForwardError> {
     let cursors = CursorStore::open(journal.data_dir())?;
     let mut backoff = Duration::from_millis(100);
+    // The last LSN whose events all have a PubAck. Kept across failed connections, so a
+    // retry starts after what was acknowledged, not after what happened to be stored.
+    let mut acked = cursors.load_cursor(CURSOR)?.unwrap_or(0);
     loop {
-        let acked = cursors.load_cursor(CURSOR)?.unwrap_or(0);
         metrics.connected.set(0);
-        let outcome = publish_from(&journal, &config, &cursors, acked, &metrics, &shutdown).await;
+        set_backlog(&journal, acked, &metrics);
+        let from = acked;
+        let mut stored = acked;
+        let outcome = publish_from(
+            &journal,
+            &config,
+            &cursors,
+            &mut acked,
+            &mut stored,
+            &metrics,
+            &shutdown,
+        )
+        .await;
+        metrics.connected.set(0);
+        if acked != stored {
+            cursors.store_cursor(CURSOR, acked)?;
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(e) => {
                 metrics.errors.inc();
+                if acked > from {
+                    // Progress was made on that connection: the bus was reachable, so
+                    // start the backoff again from its shortest step.
+                    backoff = Duration::from_millis(100);
+                }
                 tracing::warn!(sink = "nats", url = %config.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "bus unavailable; events stay in the journal and will be published");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                // While disconnected the backlog still grows with every frame received:
+                // keep the gauge current, it is what an operator watches during an outage.
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                let mut refresh = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        _ = refresh.tick() => set_backlog(&journal, acked, &metrics),
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -163,17 +213,40 @@ pub async fn run(
     }
 }
 
+fn set_backlog(journal: &JournalHandle, acked: Lsn, metrics: &SinkMetrics) {
+    metrics
+        .backlog
+        .set(journal.durable_lsn().saturating_sub(acked) as i64);
+}
+
+/// Publishes from `*acked + 1` on one connection until shutdown or the first failure.
+/// `acked` and `stored` are the caller's so that progress survives a failure.
 async fn publish_from(
     journal: &JournalHandle,
     config: &NatsConfig,
     cursors: &CursorStore,
-    mut acked: Lsn,
+    acked: &mut Lsn,
+    stored: &mut Lsn,
     metrics: &SinkMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(), ForwardError> {
+    // A lost connection ends this attempt at once (the next one restarts from the cursor)
+    // instead of letting the client reconnect by itself: publishes queued in the client
+    // during the outage would land after the reconnect, ahead of the lost ones republished
+    // from the cursor, and break per-account order. One reconnect attempt at most (0 means
+    // "unlimited" to async-nats), so a dropped client does not linger retrying forever.
+    let lost = Arc::new(tokio::sync::Notify::new());
+    let on_event = Arc::clone(&lost);
     let connect = async_nats::ConnectOptions::new()
         .name("tocsin")
         .connection_timeout(Duration::from_secs(3))
+        .max_reconnects(1)
+        .event_callback(move |event| {
+            if matches!(event, async_nats::Event::Disconnected) {
+                on_event.notify_one();
+            }
+            std::future::ready(())
+        })
         .connect(config.url.as_str());
     let client = tokio::select! {
         c = connect => c.map_err(|e| ForwardError::Connect(e.to_string()))?,
@@ -198,12 +271,11 @@ async fn publish_from(
         detail: e.to_string(),
     })?;
     metrics.connected.set(1);
-    tracing::info!(sink = "nats", url = %config.url, stream = %config.stream, from_lsn = acked + 1, "publishing");
+    tracing::info!(sink = "nats", url = %config.url, stream = %config.stream, from_lsn = *acked + 1, "publishing");
 
     let mut reader = journal.reader();
-    reader.seek(acked + 1);
+    reader.seek(*acked + 1);
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
-    let mut stored = acked;
     let mut last_store = Instant::now();
     let max = config.max_in_flight.max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -213,36 +285,45 @@ async fn publish_from(
             Some((lsn, last_of_record, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 result.map_err(ForwardError::Publish)?;
                 if last_of_record {
-                    acked = lsn;
+                    *acked = lsn;
                 }
+            }
+            _ = lost.notified() => {
+                return Err(ForwardError::Publish("connection lost".into()));
             }
             rec = reader.next_wait(), if in_flight.len() < max => {
                 // `None`: the journal closed (shutdown in progress).
                 let Some(rec) = rec? else { break };
                 let lsn = rec.lsn;
-                let events = serde_json::from_slice::<Envelope<'_>>(&rec.payload)
+                // UTF-8 is checked once for the whole record; parsing from `&str` then skips
+                // the per-string check that parsing from bytes does for borrowed values.
+                let events = std::str::from_utf8(&rec.payload)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Envelope<'_>>(text).ok())
                     .map(|e| e.events)
                     .unwrap_or_default();
-                if events.is_empty() {
+                let routed: Vec<(&RawValue, Routing<'_>)> = events
+                    .into_iter()
+                    .filter_map(|raw| match serde_json::from_str::<Routing<'_>>(raw.get()) {
+                        Ok(route) => Some((raw, route)),
+                        Err(_) => {
+                            tracing::warn!(lsn, "event without id, account or class: not published");
+                            None
+                        }
+                    })
+                    .collect();
+                if routed.is_empty() {
+                    // Nothing to publish; the record still counts in the ordered prefix.
                     in_flight.push_back(Box::pin(std::future::ready((lsn, true, Ok(())))));
                     continue;
                 }
-                let count = events.len();
-                for (i, raw) in events.into_iter().enumerate() {
-                    let Ok(route) = serde_json::from_str::<Routing<'_>>(raw.get()) else {
-                        tracing::warn!(lsn, "event without id, account or class: not published");
-                        continue;
-                    };
-                    let subject = format!(
-                        "{}.events.{}.{}",
-                        config.subject_prefix,
-                        token(route.account),
-                        token(route.class)
-                    );
+                let count = routed.len();
+                let started = Instant::now();
+                for (i, (raw, route)) in routed.into_iter().enumerate() {
+                    let subject = subject(&config.subject_prefix, route.account, route.class);
                     let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", route.id);
+                    headers.insert(async_nats::header::NATS_MESSAGE_ID, route.id);
                     let payload = Bytes::copy_from_slice(raw.get().as_bytes());
-                    let started = Instant::now();
                     let ack = js
                         .publish_with_headers(subject, headers, payload)
                         .await
@@ -262,29 +343,24 @@ async fn publish_from(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        metrics
-            .backlog
-            .set(journal.durable_lsn().saturating_sub(acked) as i64);
-        if acked != stored && last_store.elapsed() >= Duration::from_millis(500) {
-            cursors.store_cursor(CURSOR, acked)?;
-            stored = acked;
+        set_backlog(journal, *acked, metrics);
+        if *acked != *stored && last_store.elapsed() >= Duration::from_millis(500) {
+            cursors.store_cursor(CURSOR, *acked)?;
+            *stored = *acked;
             last_store = Instant::now();
         }
     }
-    // Shutdown: collect the acks already on their way, briefly, and keep the cursor there.
+    // Shutdown: collect the acks already on their way, briefly; the caller stores the cursor.
     let drain = async {
         while let Some((lsn, last, result)) = in_flight.next().await {
             if result.is_err() {
                 break;
             }
             if last {
-                acked = lsn;
+                *acked = lsn;
             }
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-    if acked != stored {
-        cursors.store_cursor(CURSOR, acked)?;
-    }
     Ok(())
 }

@@ -242,9 +242,8 @@ impl ContentKey {
         // One contiguous buffer and a one-shot hash: the streaming hasher costs several
         // times more on inputs this small.
         let ext_len: usize = ext.iter().map(|(_, v)| v.len() + 2).sum();
-        let mut buf = Vec::with_capacity(
-            account.len() + token.len() + seq.len() + data.len() + ext_len + 16,
-        );
+        let mut buf =
+            Vec::with_capacity(account.len() + token.len() + seq.len() + data.len() + ext_len + 16);
         for part in [account.as_bytes(), token.as_bytes(), seq.as_bytes(), data] {
             buf.extend_from_slice(part);
             buf.push(0x1F);

@@ -209,7 +209,6 @@ impl Probe for Health {
         })
     }
 
-
     fn metrics(&self) -> Vec<u8> {
         // Gauges read at scrape time: cheap, and always current.
         let m = &self.metrics;

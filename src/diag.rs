@@ -113,7 +113,7 @@ pub struct Diagnosis {
     pub frames: u64,
     /// Frames by reply (`ack`, `nak`, `duh`, `none`).
     pub outcomes: BTreeMap<String, u64>,
-    /// Every (reply, reason) seen, most frequent first.
+    /// Every (reply, reason) seen: refusals first, then most frequent first.
     pub reasons: Vec<ReasonCount>,
     pub decrypt_failures: u64,
     /// Events the account's frames carried.
@@ -216,10 +216,7 @@ impl Scanner {
 
         let raw = record.raw.as_deref().map(unescape);
         let header = raw.as_deref().and_then(|r| parse_frame(r).ok());
-        let network_path = record
-            .events
-            .iter()
-            .find_map(|e| e.network_path.as_deref());
+        let network_path = record.events.iter().find_map(|e| e.network_path.as_deref());
         let path = header
             .as_ref()
             .map(|f| path_name(network_path, f.header.line, f.header.receiver).to_string());
@@ -241,7 +238,8 @@ impl Scanner {
         let received = UtcDateTime::from_unix_timestamp_nanos(i128::from(ts_micros) * 1000).ok();
         let mut sampled = false;
         for e in &record.events {
-            if let (Some(panel), Some(rx)) = (e.panel_time.as_deref().and_then(parse_time), received)
+            if let (Some(panel), Some(rx)) =
+                (e.panel_time.as_deref().and_then(parse_time), received)
             {
                 self.sample_skew(panel, rx);
                 sampled = true;
@@ -331,7 +329,12 @@ impl Scanner {
                 count,
             })
             .collect();
-        reasons.sort_by(|a, b| b.count.cmp(&a.count));
+        // Refusals first (they are why the operator is looking), then the most frequent.
+        reasons.sort_by(|a, b| {
+            (a.outcome == "ack")
+                .cmp(&(b.outcome == "ack"))
+                .then(b.count.cmp(&a.count))
+        });
         let clock_skew = skew_summary(self.skew);
         Diagnosis {
             account: self.account,
@@ -489,7 +492,12 @@ mod tests {
             timestamp: panel,
             form: crate::protocol::dc09::CrcForm::Ascii,
         };
-        encode(&spec, None, &[0; crate::protocol::crypto::MAX_PAD], &mut raw);
+        encode(
+            &spec,
+            None,
+            &[0; crate::protocol::crypto::MAX_PAD],
+            &mut raw,
+        );
         (
             us(at),
             JournalRecord {
@@ -515,7 +523,11 @@ mod tests {
             "r",
             account,
             code,
-            (Qualifier::New, EventClass::Supervision, Category::Communication),
+            (
+                Qualifier::New,
+                EventClass::Supervision,
+                Category::Communication,
+            ),
             format!("{code} {path}"),
         );
         e.path = Some(path.into());
@@ -589,7 +601,10 @@ mod tests {
         assert_eq!(d.last_heard, Some(rfc3339(T + s(10))));
         // Skew from clear timestamps: +5, -7, -90.
         let k = d.clock_skew.unwrap();
-        assert_eq!((k.samples, k.min_s, k.median_s, k.max_s), (3, -90.0, -7.0, 5.0));
+        assert_eq!(
+            (k.samples, k.min_s, k.median_s, k.max_s),
+            (3, -90.0, -7.0, 5.0)
+        );
         assert_eq!(d.supervision_counts.get(CODE_PATH_FAIL), Some(&1));
         assert_eq!(d.supervision.len(), 1);
     }
@@ -617,13 +632,24 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let (ts, mut r) = frame_record("1", "1", T, None, "ack", "null");
-        for raw in ["", "\\n", "\\n\"NULL\"", "\\xZZ", "\n_99:99:99,99-99-9999\r"] {
+        for raw in [
+            "",
+            "\\n",
+            "\\n\"NULL\"",
+            "\\xZZ",
+            "\n_99:99:99,99-99-9999\r",
+        ] {
             r.raw = Some(raw.into());
             let _ = diagnose("1", vec![(ts, r.clone())], 20, None);
         }
         r.raw = None;
         r.outcome = None;
-        let _ = diagnose("1", vec![(i64::MIN, r.clone()), (i64::MAX, r)], 0, Some(i64::MIN));
+        let _ = diagnose(
+            "1",
+            vec![(i64::MIN, r.clone()), (i64::MAX, r)],
+            0,
+            Some(i64::MIN),
+        );
         assert_eq!(frame_timestamp(b"x_12:00"), None);
     }
 }

@@ -280,9 +280,8 @@ impl Report {
 
     /// `rank,account,events,alarms,troubles,supervision_failures,last_event`.
     pub fn top_accounts_csv(&self) -> String {
-        let mut out = String::from(
-            "rank,account,events,alarms,troubles,supervision_failures,last_event\n",
-        );
+        let mut out =
+            String::from("rank,account,events,alarms,troubles,supervision_failures,last_event\n");
         for (i, a) in self.top_accounts.iter().enumerate() {
             out.push_str(&csv_line(&[
                 (i + 1).to_string(),
@@ -327,7 +326,13 @@ impl Report {
                 (c.clone(), v)
             })
             .collect();
-        stacked_bars("alarms_per_day", "Alarms per day by category", "alarms", &labels, &series)
+        stacked_bars(
+            "alarms_per_day",
+            "Alarms per day by category",
+            "alarms",
+            &labels,
+            &series,
+        )
     }
 
     /// Bars: events of the busiest accounts.
@@ -344,7 +349,13 @@ impl Report {
                 top.map(|a| a.events.saturating_sub(a.alarms)).collect(),
             ),
         ];
-        stacked_bars("top_accounts", "Top accounts by events", "events", &labels, &series)
+        stacked_bars(
+            "top_accounts",
+            "Top accounts by events",
+            "events",
+            &labels,
+            &series,
+        )
     }
 
     /// Stacked bars: path and communication failures per period.
@@ -436,7 +447,9 @@ fn stacked_bars(
                 .draw_series(bars)
                 .map_err(|e| err(&e))?
                 .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         if !series.is_empty() {
             chart
@@ -458,7 +471,13 @@ mod tests {
     use crate::protocol::codes::{Category, Qualifier};
     use time::macros::utc_datetime;
 
-    fn ev(account: &str, at: UtcDateTime, class: EventClass, category: Category, code: &str) -> Event {
+    fn ev(
+        account: &str,
+        at: UtcDateTime,
+        class: EventClass,
+        category: Category,
+        code: &str,
+    ) -> Event {
         Event::internal(
             "id".into(),
             at,
@@ -481,9 +500,27 @@ mod tests {
         a.add(&ev("2", d3, EventClass::Alarm, Category::Burglary, "BA"));
         a.add(&ev("2", d3, EventClass::Trouble, Category::Power, "AT"));
         a.add(&ev("2", d3, EventClass::Restore, Category::Burglary, "BR"));
-        a.add(&ev("3", d1, EventClass::Supervision, Category::Communication, CODE_COMM_FAIL));
-        a.add(&ev("3", d3, EventClass::Supervision, Category::Communication, CODE_COMM_RESTORE));
-        a.add(&ev("=1", d1, EventClass::Supervision, Category::Communication, CODE_PATH_FAIL));
+        a.add(&ev(
+            "3",
+            d1,
+            EventClass::Supervision,
+            Category::Communication,
+            CODE_COMM_FAIL,
+        ));
+        a.add(&ev(
+            "3",
+            d3,
+            EventClass::Supervision,
+            Category::Communication,
+            CODE_COMM_RESTORE,
+        ));
+        a.add(&ev(
+            "=1",
+            d1,
+            EventClass::Supervision,
+            Category::Communication,
+            CODE_PATH_FAIL,
+        ));
         a.finish()
     }
 
@@ -503,7 +540,10 @@ mod tests {
         let r = sample();
         let csv = r.top_accounts_csv();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "rank,account,events,alarms,troubles,supervision_failures,last_event");
+        assert_eq!(
+            lines[0],
+            "rank,account,events,alarms,troubles,supervision_failures,last_event"
+        );
         assert_eq!(lines[1], "1,2,3,1,1,0,2024-03-03T23:59:00.000Z");
         assert_eq!(lines[2], "2,1,2,2,0,0,2024-03-01T10:00:00.000Z");
         assert_eq!(lines[3], "3,3,2,0,0,1,2024-03-03T23:59:00.000Z");
@@ -523,7 +563,11 @@ mod tests {
         assert_eq!(Bucket::for_span(0, 4 * 86_400_000_000), Bucket::Day);
         assert_eq!(
             periods(0, 2 * 3_600_000_000 + 1, Bucket::Hour),
-            ["1970-01-01T00:00Z", "1970-01-01T01:00Z", "1970-01-01T02:00Z"]
+            [
+                "1970-01-01T00:00Z",
+                "1970-01-01T01:00Z",
+                "1970-01-01T02:00Z"
+            ]
         );
         // A span too wide to fill lists only what was seen.
         assert!(periods(0, i64::MAX / 2, Bucket::Hour).is_empty());

@@ -142,7 +142,73 @@ impl Health {
     }
 }
 
+impl Health {
+    fn last_hour(&self) -> serde_json::Value {
+        let c = self.station.recent.last_hour(unix_now());
+        serde_json::json!({
+            "frames": c.frames(),
+            "ack": c.ack,
+            "nak": c.nak,
+            "duh": c.duh,
+            "none": c.none,
+        })
+    }
+}
+
 impl Probe for Health {
+    /// Scans the daemon's own journal (the last 24 h unless told) on a blocking thread,
+    /// then overlays what the running supervisor knows of the account's paths.
+    fn diag(&self, account: String, since_micros: Option<i64>) -> http::DiagFuture {
+        let mut reader = self.journal.reader();
+        let station = Arc::clone(&self.station);
+        Box::pin(async move {
+            let now = micros(time::UtcDateTime::now());
+            let since = since_micros.unwrap_or(now.saturating_sub(24 * 3_600 * 1_000_000));
+            let acct = account.clone();
+            let scanned = tokio::task::spawn_blocking(move || {
+                crate::diag::scan_journal(
+                    &mut reader,
+                    &acct,
+                    Some(since),
+                    crate::diag::DEFAULT_LAST_FRAMES,
+                )
+            })
+            .await
+            .map_err(|e| format!("diagnosis task failed: {e}"))?;
+            let mut d = scanned.map_err(|e| e.to_string())?;
+            let site = station
+                .supervisor
+                .lock()
+                .map(|s| s.site(&account))
+                .unwrap_or_default();
+            if !site.is_empty() {
+                let when = |secs: u64| {
+                    time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+                        .map(crate::receiver::event::panel_rfc3339)
+                        .unwrap_or_default()
+                };
+                d.paths = site
+                    .into_iter()
+                    .map(|(path, heard, failed)| {
+                        let frames = d
+                            .paths
+                            .iter()
+                            .find(|p| p.path == path)
+                            .map_or(0, |p| p.frames);
+                        crate::diag::PathSeen {
+                            path,
+                            last_heard: Some(when(heard)),
+                            failed_since: failed.map(when),
+                            frames,
+                        }
+                    })
+                    .collect();
+                d.paths_from = "daemon".into();
+            }
+            serde_json::to_value(&d).map_err(|e| e.to_string())
+        })
+    }
+
     fn metrics(&self) -> Vec<u8> {
         // Gauges read at scrape time: cheap, and always current.
         let m = &self.metrics;
@@ -199,6 +265,7 @@ impl Probe for Health {
             "accounts": settings.accounts.len(),
             "supervision": self.supervision_status(),
             "dedup_keys": self.station.dedup.len(),
+            "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
         })
     }
@@ -266,6 +333,7 @@ pub async fn run(
         dedup,
         metrics: Arc::clone(&metrics),
         supervisor: std::sync::Mutex::new(supervisor),
+        recent: crate::ops::recent::Recent::default(),
     });
 
     // Sinks without a cursor start at the current end of the journal; the cursor is made

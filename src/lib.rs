@@ -7,6 +7,7 @@
 //! - [`ops`]: configuration, metrics, HTTP, systemd.
 
 pub mod daemon;
+pub mod diag;
 pub mod forward;
 pub mod journal;
 pub mod net;
@@ -14,4 +15,5 @@ pub mod offline;
 pub mod ops;
 pub mod protocol;
 pub mod receiver;
+pub mod report;
 pub mod station;

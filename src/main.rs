@@ -33,6 +33,13 @@ enum Command {
     Load(cli::load::LoadArgs),
     /// Measure fdatasync latency of small appends on a disk: the floor under ACK latency.
     FsyncProbe(cli::fsync_probe::FsyncProbeArgs),
+    // status, diag, report: the operator's views.
+    /// Summary of a running daemon for the start of a shift (exit 0 fine, 1 attention, 2 unreachable).
+    Status(cli::status::StatusArgs),
+    /// Why one site misbehaves: its last frames, replies, paths, clock skew, failures.
+    Diag(cli::diag::DiagArgs),
+    /// CSV tables and SVG charts of a period: alarms per day, top accounts, supervision failures.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() {
@@ -46,6 +53,9 @@ fn main() {
         Command::Tail(args) => cli::tail::run(args),
         Command::Load(args) => cli::load::run(args),
         Command::FsyncProbe(args) => cli::fsync_probe::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Diag(args) => cli::diag::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -35,6 +35,8 @@ pub struct Station {
     /// Locked briefly per acknowledged frame (a hash lookup) and once a second by the
     /// supervision timer.
     pub supervisor: std::sync::Mutex<Supervisor>,
+    /// Frames of the last hour by reply, for `/status`.
+    pub recent: crate::ops::recent::Recent,
 }
 
 /// Microseconds since the Unix epoch of a receiver time.
@@ -244,6 +246,8 @@ impl Station {
         started: Instant,
     ) {
         let t = transport.as_str();
+        let now_s = u64::try_from(UtcDateTime::now().unix_timestamp()).unwrap_or(0);
+        self.recent.record(now_s, outcome);
         self.metrics
             .frames
             .with_label_values(&[t, token_label(token, encrypted), outcome, reason])

@@ -2,9 +2,13 @@
 //! nowhere below.
 
 pub mod decode;
+// status, diag, report: the operator's views (start of shift, one site, a period).
+pub mod diag;
 pub mod fsync_probe;
 pub mod history;
 pub mod load;
+pub mod report;
 pub mod run;
 pub mod send;
+pub mod status;
 pub mod tail;

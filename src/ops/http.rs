@@ -1,6 +1,7 @@
 //! The operator's HTTP endpoints, on loopback by default: `/metrics` (Prometheus text),
 //! `/healthz` (the process answers), `/readyz` (listeners bound and journal writable),
-//! `/status` (a JSON summary for the start of a shift).
+//! `/status` (a JSON summary for the start of a shift), `/diag/ACCOUNT` (why one site
+//! misbehaves: its recent frames, paths, reasons; see [`crate::diag`]).
 //!
 //! Plain hyper with a handful of fixed routes: no framework is needed for five paths.
 
@@ -22,6 +23,61 @@ pub trait Probe: Send + Sync + 'static {
     /// `Ok` when ready, else the reason.
     fn ready(&self) -> Result<(), String>;
     fn status(&self) -> serde_json::Value;
+    /// `GET /diag/ACCOUNT[?since=MICROS]`: the diagnosis of an account already checked
+    /// with [`crate::diag::valid_account`]. A future, because it reads the journal (off
+    /// the async threads). `Err` is a reason for a 503.
+    fn diag(&self, account: String, since_micros: Option<i64>) -> DiagFuture {
+        let _ = (account, since_micros);
+        Box::pin(async { Err("diagnosis not available".to_string()) })
+    }
+}
+
+/// What [`Probe::diag`] returns.
+pub type DiagFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'static>,
+>;
+
+/// `/diag/ACCOUNT`: the account comes from the network, so it is checked before anything
+/// reads it; a bad one is a 400, never a panic or a journal scan.
+async fn diag_route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+    }
+    let account = req.uri().path().strip_prefix("/diag/").unwrap_or("");
+    if !crate::diag::valid_account(account) {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "account: 1 to 16 letters or digits\n",
+        );
+    }
+    let mut since = None;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("since=") {
+            match v.parse::<i64>() {
+                Ok(us) => since = Some(us),
+                Err(_) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "since: microseconds since the Unix epoch\n",
+                    )
+                }
+            }
+        }
+    }
+    match probe.diag(account.to_string(), since).await {
+        Ok(v) => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec_pretty(&v).unwrap_or_default(),
+        ),
+        Err(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{why}\n"),
+        ),
+    }
 }
 
 fn reply(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -75,8 +131,15 @@ pub async fn serve(listener: TcpListener, probe: Arc<dyn Probe>, shutdown: Cance
         let probe = Arc::clone(&probe);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = route(probe.as_ref(), &req);
-                async move { Ok::<_, Infallible>(r) }
+                let probe = Arc::clone(&probe);
+                async move {
+                    let r = if req.uri().path().starts_with("/diag/") {
+                        diag_route(probe.as_ref(), &req).await
+                    } else {
+                        route(probe.as_ref(), &req)
+                    };
+                    Ok::<_, Infallible>(r)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);

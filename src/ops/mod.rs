@@ -3,5 +3,6 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod recent;
 pub mod systemd;
 pub mod units;

@@ -311,7 +311,7 @@ impl Scanner {
             at: e.received_at.clone(),
             code: e.code.clone(),
             path: e.path.clone(),
-            text: e.text.clone(),
+            text: e.text.to_string(),
         });
         while self.supervision.len() > LAST_SUPERVISION {
             self.supervision.pop_front();

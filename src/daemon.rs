@@ -396,7 +396,15 @@ pub async fn run(
     let mut servers = Vec::new();
     for l in config.listeners() {
         if l.transport.tcp() {
-            let Some(listener) = bind_retry(l.address, "tcp", bind_tcp, &shutdown).await? else {
+            let Some(listener) = bind_retry(
+                l.address,
+                "tcp",
+                bind_tcp,
+                config.limits.bind_wait,
+                &shutdown,
+            )
+            .await?
+            else {
                 return Ok(());
             };
             bound.tcp.push(listener.local_addr().unwrap_or(l.address));
@@ -412,7 +420,15 @@ pub async fn run(
             metrics.listeners.with_label_values(&["tcp"]).inc();
         }
         if l.transport.udp() {
-            let Some(socket) = bind_retry(l.address, "udp", bind_udp, &shutdown).await? else {
+            let Some(socket) = bind_retry(
+                l.address,
+                "udp",
+                bind_udp,
+                config.limits.bind_wait,
+                &shutdown,
+            )
+            .await?
+            else {
                 return Ok(());
             };
             bound.udp.push(socket.local_addr().unwrap_or(l.address));
@@ -739,15 +755,17 @@ async fn bind_retry<T>(
     addr: SocketAddr,
     transport: &'static str,
     bind: fn(SocketAddr) -> std::io::Result<T>,
+    wait: Duration,
     shutdown: &CancellationToken,
 ) -> Result<Option<T>, DaemonError> {
     let mut warned = false;
+    let give_up = Instant::now() + wait;
     loop {
         match bind(addr) {
             Ok(s) => return Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < give_up => {
                 if !warned {
-                    tracing::warn!(%addr, transport, "address in use; waiting for it (not ready until bound)");
+                    tracing::warn!(%addr, transport, wait_s = wait.as_secs(), "address in use; waiting for it (not ready until bound)");
                     warned = true;
                 }
                 tokio::select! {

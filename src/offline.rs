@@ -101,7 +101,7 @@ fn frame_json(f: &Frame<'_>, key: Option<&Key>) -> Value {
         "encrypted": h.encrypted,
         "seq": h.seq,
         "receiver_no": h.receiver,
-        "line_no": h.line,
+        "line_no": h.has_line.then_some(h.line),
         // The routing account: the header's, else the one in the data block.
         "account": h.account.number().map(str::to_string).or_else(|| {
             content.as_ref().and_then(|c| crate::receiver::decide::data_account_of(c.data))

@@ -16,6 +16,7 @@ use time::UtcDateTime;
 use crate::journal::JournalHandle;
 use crate::ops::config::Settings;
 use crate::ops::metrics::{token_label, Metrics};
+use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::dc09::CrcForm;
 use crate::protocol::response;
 use crate::protocol::text::escape;
@@ -38,6 +39,10 @@ pub struct Station {
     /// Frames of the last hour by reply, for `/status`.
     pub recent: crate::ops::recent::Recent,
 }
+
+/// Rejection log lines per second at most: a flood is counted in metrics, not written out.
+const REJECTION_LINES_PER_SECOND: u64 = 20;
+static REJECTION_LOG: Throttle = Throttle::new(REJECTION_LINES_PER_SECOND);
 
 /// Microseconds since the Unix epoch of a receiver time.
 pub fn micros(t: UtcDateTime) -> i64 {
@@ -180,7 +185,15 @@ impl Station {
                 self.record_changes(&changes, now).await;
             }
         }
-        if !acked {
+        let verdict = if acked {
+            Verdict::Drop
+        } else {
+            REJECTION_LOG.check(u64::try_from(now.unix_timestamp()).unwrap_or(0))
+        };
+        if let Verdict::Log { suppressed } = verdict {
+            if suppressed > 0 {
+                tracing::warn!(suppressed, "rejection lines suppressed (more than {REJECTION_LINES_PER_SECOND} a second); counts are in tocsin_frames_total");
+            }
             tracing::warn!(
                 peer = peer_text.as_deref().unwrap_or("-"),
                 transport = transport.as_str(),

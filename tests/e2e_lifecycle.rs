@@ -163,8 +163,17 @@ fn a_taken_port_stops_the_start_with_a_clear_message() {
     let dir = tempdir();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
+    // The daemon waits `bind_wait` for a held port (an old process exiting), then gives up.
+    let config = write_file(dir.path(), "wait.toml", "[limits]\nbind_wait = \"1s\"\n");
     let out = std::process::Command::new(BIN)
-        .args(["run", "--listen", &addr, "--data-dir"])
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &addr,
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .args(["--http", "127.0.0.1:0"])
         .output()

@@ -25,8 +25,12 @@ use tokio_util::task::TaskTracker;
 
 use super::codec::{Cut, Dc09Codec};
 use crate::ops::config::LimitsSection;
+use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::event::Transport;
 use crate::station::Station;
+
+/// Junk log lines per second at most, all connections together.
+static JUNK_LOG: Throttle = Throttle::new(20);
 
 /// Connections per remote address, shared by all TCP listeners.
 #[derive(Default)]
@@ -197,7 +201,13 @@ impl Connection {
                         .junk_bytes
                         .with_label_values(&["tcp", reason.as_str()])
                         .inc_by(len as u64);
-                    tracing::warn!(peer = %self.peer, bytes = len, reason = reason.as_str(), "dropped bytes that are not a DC-09 frame");
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    if let Verdict::Log { suppressed } = JUNK_LOG.check(now) {
+                        tracing::warn!(peer = %self.peer, bytes = len, reason = reason.as_str(), suppressed, "dropped bytes that are not a DC-09 frame");
+                    }
                     junk_bytes = junk_bytes.saturating_add(len as u64);
                     if junk_bytes > self.limits.max_junk_bytes {
                         tracing::warn!(peer = %self.peer, junk_bytes, "closing: too much junk on this connection");

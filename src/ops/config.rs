@@ -168,6 +168,10 @@ pub struct LimitsSection {
     /// A reply that cannot be written within this time closes the connection.
     #[serde(default = "default_write_timeout", with = "units::duration")]
     pub write_timeout: Duration,
+    /// How long to wait for a listening port held by another socket (the previous process
+    /// still exiting) before giving up. Not ready meanwhile.
+    #[serde(default = "default_bind_wait", with = "units::duration")]
+    pub bind_wait: Duration,
     /// Junk bytes (not frames) tolerated on one connection before it is closed.
     #[serde(default = "default_junk", with = "units::size")]
     pub max_junk_bytes: u64,
@@ -180,6 +184,7 @@ impl Default for LimitsSection {
             max_connections_per_peer: default_max_per_peer(),
             idle_timeout: default_idle(),
             write_timeout: default_write_timeout(),
+            bind_wait: default_bind_wait(),
             max_junk_bytes: default_junk(),
         }
     }
@@ -195,6 +200,9 @@ fn default_idle() -> Duration {
     Duration::from_secs(150)
 }
 fn default_write_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_bind_wait() -> Duration {
     Duration::from_secs(10)
 }
 fn default_junk() -> u64 {

@@ -5,4 +5,5 @@ pub mod http;
 pub mod metrics;
 pub mod recent;
 pub mod systemd;
+pub mod throttle;
 pub mod units;

@@ -53,6 +53,7 @@ pub enum Deviation {
     LeadingGarbage = 1 << 4,
     LowercaseHex = 1 << 5,
     NoAccount = 1 << 6,
+    NoLine = 1 << 10,
     NoPadTerminator = 1 << 7,
     TrailingGarbage = 1 << 8,
     TrailingNul = 1 << 9,
@@ -60,7 +61,7 @@ pub enum Deviation {
 
 impl Deviation {
     /// In alphabetical order of their names, the order they are listed in output.
-    pub const ALL: [Deviation; 10] = [
+    pub const ALL: [Deviation; 11] = [
         Deviation::BinaryCrc,
         Deviation::CrInCrc,
         Deviation::DecimalLength,
@@ -68,6 +69,7 @@ impl Deviation {
         Deviation::LeadingGarbage,
         Deviation::LowercaseHex,
         Deviation::NoAccount,
+        Deviation::NoLine,
         Deviation::NoPadTerminator,
         Deviation::TrailingGarbage,
         Deviation::TrailingNul,
@@ -82,6 +84,7 @@ impl Deviation {
             Deviation::LeadingGarbage => "leading_garbage",
             Deviation::EmptyLine => "empty_line",
             Deviation::NoAccount => "no_account",
+            Deviation::NoLine => "no_line",
             Deviation::NoPadTerminator => "no_pad_terminator",
             Deviation::DecimalLength => "decimal_length",
             Deviation::TrailingGarbage => "trailing_garbage",
@@ -142,6 +145,9 @@ pub struct Header<'a> {
     pub receiver: Option<&'a str>,
     /// Line (account prefix) digits without the `L`; may be empty.
     pub line: &'a str,
+    /// Whether the frame had an `L` field at all (dc09_spt omits it when no line is set);
+    /// a reply echoes it only if it was there.
+    pub has_line: bool,
     pub account: AccountField<'a>,
 }
 
@@ -301,7 +307,9 @@ pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
         nom::Err::Error(e) | nom::Err::Failure(e) => FrameError::Syntax(syntax_reason(e.code)),
         nom::Err::Incomplete(_) => FrameError::Syntax("truncated header"),
     })?;
-    if header.line.is_empty() {
+    if !header.has_line {
+        deviations.insert(Deviation::NoLine);
+    } else if header.line.is_empty() {
         deviations.insert(Deviation::EmptyLine);
     }
     if header.account == AccountField::Missing {
@@ -441,11 +449,15 @@ fn receiver_no(i: &[u8]) -> ParseResult<'_, Option<&str>> {
     Ok((i, r.map(|(_, d)| ascii(d))))
 }
 
-/// `L<pref>`: line / account prefix, hex digits, possibly none.
-fn line_no(i: &[u8]) -> ParseResult<'_, &str> {
-    let (i, _) = tag(&b"L"[..]).parse(i)?;
-    let (i, digits) = take_while_m_n(0, 6, |b: u8| b.is_ascii_hexdigit()).parse(i)?;
-    Ok((i, ascii(digits)))
+/// `L<pref>`: line / account prefix, hex digits, possibly none; the whole field may be
+/// missing (a deviation).
+fn line_no(i: &[u8]) -> ParseResult<'_, Option<&str>> {
+    let (i, l) = opt((
+        tag(&b"L"[..]),
+        take_while_m_n(0, 6, |b: u8| b.is_ascii_hexdigit()),
+    ))
+    .parse(i)?;
+    Ok((i, l.map(|(_, d)| ascii(d))))
 }
 
 /// `#acct` (1–16 alphanumerics), the NAK's `A0`, or nothing.
@@ -465,7 +477,9 @@ fn header(body: &[u8]) -> ParseResult<'_, Header<'_>> {
     let (i, (encrypted, token)) = id_token(body)?;
     let (i, seq) = seq(i)?;
     let (i, receiver) = receiver_no(i)?;
-    let (i, mut line) = line_no(i)?;
+    let (i, line) = line_no(i)?;
+    let has_line = line.is_some();
+    let mut line = line.unwrap_or_default();
     let (i, mut account) = account(i)?;
     // `L0A0`: hex line digits swallow the NAK's `A0` placeholder; give it back.
     if account == AccountField::Missing {
@@ -483,6 +497,7 @@ fn header(body: &[u8]) -> ParseResult<'_, Header<'_>> {
             seq,
             receiver,
             line,
+            has_line,
             account,
         },
     ))
@@ -718,6 +733,18 @@ mod tests {
         let f = parse_frame(&raw).unwrap();
         assert_eq!(f.header.line, "");
         assert!(f.deviations.contains(Deviation::EmptyLine));
+    }
+
+    #[test]
+    fn missing_line_field_is_a_deviation() {
+        let body = b"\"NULL\"0000#1234[]";
+        let mut raw = format!("\n{:04X}{:04X}", crc16(body), body.len()).into_bytes();
+        raw.extend_from_slice(body);
+        raw.push(b'\r');
+        let f = parse_frame(&raw).unwrap();
+        assert!(!f.header.has_line);
+        assert!(f.deviations.contains(Deviation::NoLine));
+        assert_eq!(f.header.account, AccountField::Number("1234"));
     }
 
     #[test]

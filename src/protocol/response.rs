@@ -56,8 +56,10 @@ fn write_echo(h: &Header<'_>, body: &mut Vec<u8>) {
         body.push(b'R');
         body.extend_from_slice(r.as_bytes());
     }
-    body.push(b'L');
-    body.extend_from_slice(h.line.as_bytes());
+    if h.has_line {
+        body.push(b'L');
+        body.extend_from_slice(h.line.as_bytes());
+    }
     match h.account {
         AccountField::Number(a) => {
             body.push(b'#');

@@ -122,7 +122,7 @@ pub fn base_event(
         encrypted: h.encrypted,
         seq: Some(h.seq.to_string()),
         receiver_no: h.receiver.map(str::to_string),
-        line_no: Some(h.line.to_string()),
+        line_no: h.has_line.then(|| h.line.to_string()),
         account: facts.account.to_string(),
         panel_time: facts.content.timestamp.map(panel_rfc3339),
         code: code.to_string(),

@@ -418,7 +418,7 @@ pub fn decide_frame(
         .and_then(|b| std::str::from_utf8(b.value).ok());
     d.heard = Some(Heard {
         account: account_id.to_string(),
-        path: path_name(network_path, h.line, h.receiver).into_string(),
+        path: path_name(network_path, h.line, h.receiver),
     });
     let substitution = account
         .and_then(|a| a.identity.as_deref())

@@ -86,16 +86,56 @@ pub fn parse_interval(text: &str) -> Result<Interval, String> {
     })
 }
 
-/// The name of a reporting path.
-pub type PathName = Box<str>;
+/// The name of a reporting path, stored inline (`L1`, `L12R3`, `J2`: at most 23 bytes;
+/// longer names are cut, which only merges paths no panel distinguishes that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PathName {
+    len: u8,
+    bytes: [u8; 23],
+}
+
+impl PathName {
+    pub fn new(name: &str) -> PathName {
+        let mut bytes = [0u8; 23];
+        // Cut on a character boundary so the name stays valid text.
+        let mut len = name.len().min(bytes.len());
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), name.as_bytes().get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        PathName {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        let b = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        std::str::from_utf8(b).unwrap_or_default()
+    }
+}
+
+impl From<&str> for PathName {
+    fn from(s: &str) -> PathName {
+        PathName::new(s)
+    }
+}
+
+impl std::fmt::Display for PathName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Names the path a frame came over (see the module doc).
-pub fn path_name(network_path: Option<&str>, line: &str, receiver: Option<&str>) -> PathName {
+pub fn path_name(network_path: Option<&str>, line: &str, receiver: Option<&str>) -> String {
     match network_path {
-        Some(j) if !j.is_empty() => format!("J{j}").into_boxed_str(),
+        Some(j) if !j.is_empty() => format!("J{j}"),
         _ => match receiver {
-            Some(r) => format!("L{line}R{r}").into_boxed_str(),
-            None => format!("L{line}").into_boxed_str(),
+            Some(r) => format!("L{line}R{r}"),
+            None => format!("L{line}"),
         },
     }
 }
@@ -231,7 +271,7 @@ impl Supervisor {
         site.paths.push(idx);
         self.paths.push(Path {
             account,
-            name: name.clone(),
+            name,
             primary,
             last_heard: now,
             failed_since: None,
@@ -283,7 +323,7 @@ impl Supervisor {
         let multi = site.interval.is_some_and(|i| i.secondary.is_some());
         // Single-path accounts keep one timer whatever path the frame names.
         let name: PathName = if multi { path.into() } else { "*".into() };
-        let idx = match self.by_name.get(&(id, name.clone())) {
+        let idx = match self.by_name.get(&(id, name)) {
             Some(&i) => i,
             None => {
                 // The provisional path of an armed dual-path account becomes the first
@@ -292,7 +332,7 @@ impl Supervisor {
                 match (multi, provisional) {
                     (true, Some(i)) => {
                         self.by_name.remove(&(id, "*".into()));
-                        self.by_name.insert((id, name.clone()), i);
+                        self.by_name.insert((id, name), i);
                         if let Some(p) = self.paths.get_mut(i as usize) {
                             p.name = name;
                         }

@@ -210,7 +210,14 @@ impl Connection {
                     }
                     junk_bytes = junk_bytes.saturating_add(len as u64);
                     if junk_bytes > self.limits.max_junk_bytes {
-                        tracing::warn!(peer = %self.peer, junk_bytes, "closing: too much junk on this connection");
+                        tracing::warn!(peer = %self.peer, junk_bytes, hold_s = self.limits.idle_timeout.as_secs(), "too much junk on this connection: no longer read, closed after the idle timeout");
+                        // Closing at once would invite a reconnect loop that costs a scan of
+                        // every byte again. Not reading lets TCP flow control stop the
+                        // sender instead, for free, until the connection is dropped.
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(self.limits.idle_timeout) => {}
+                        }
                         break "junk";
                     }
                 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use tocsin::journal::JournalReader;
 use tocsin::receiver::event::Event;
 use tocsin::receiver::record::JournalRecord;
+use tocsin::report::csv_field;
 use tocsin::station::micros;
 
 #[derive(clap::Args, Debug)]
@@ -80,21 +81,6 @@ pub fn csv_row(e: &Event) -> String {
         .map(|f| csv_field(f))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// RFC 4180 quoting, and a leading quote for cells a spreadsheet would run as formulas.
-fn csv_field(f: &str) -> String {
-    let risky = f.starts_with(['=', '+', '-', '@']);
-    if f.contains([',', '"', '\n', '\r']) || risky {
-        let inner = f.replace('"', "\"\"");
-        if risky {
-            format!("\"'{inner}\"")
-        } else {
-            format!("\"{inner}\"")
-        }
-    } else {
-        f.to_string()
-    }
 }
 
 pub fn run(args: HistoryArgs) -> Result<i32> {

@@ -150,23 +150,11 @@ impl Station {
                 for class in &events_by_class {
                     self.metrics.events.with_label_values(&[class]).inc();
                 }
-                if let Err(e) = self.journal.append_nowait(now_us, payload).await {
-                    tracing::error!(error = %e, "journal refused an audit record");
-                    self.metrics
-                        .journal_errors
-                        .with_label_values(&["audit_lost"])
-                        .inc();
-                }
+                self.audit(now_us, payload).await;
                 Some(bytes)
             }
             Reply::None => {
-                if let Err(e) = self.journal.append_nowait(now_us, payload).await {
-                    tracing::error!(error = %e, "journal refused an audit record");
-                    self.metrics
-                        .journal_errors
-                        .with_label_values(&["audit_lost"])
-                        .inc();
-                }
+                self.audit(now_us, payload).await;
                 None
             }
         };
@@ -214,6 +202,17 @@ impl Station {
             started,
         );
         reply
+    }
+
+    /// Journals a record nobody waits for (the audit of a frame answered at once).
+    async fn audit(&self, now_us: i64, payload: Vec<u8>) {
+        if let Err(e) = self.journal.append_nowait(now_us, payload).await {
+            tracing::error!(error = %e, "journal refused an audit record");
+            self.metrics
+                .journal_errors
+                .with_label_values(&["audit_lost"])
+                .inc();
+        }
     }
 
     /// Journals supervision changes as receiver events.

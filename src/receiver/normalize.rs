@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use time::UtcDateTime;
 
-use super::event::{panel_rfc3339, rfc3339, ContentKey, Event, Transport};
+use super::event::{panel_rfc3339, ContentKey, Event, Transport};
 use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
@@ -104,56 +104,33 @@ pub fn base_event(
     category: Category,
 ) -> Event {
     let h = facts.header;
-    let mut e = Event {
-        id: facts.key.event_id(index),
-        received_at: rfc3339(facts.arrival.now),
-        receiver: facts.arrival.receiver.to_string(),
-        transport: facts.arrival.transport,
-        peer: match facts.arrival.peer_label {
-            Some(l) => Some(l.to_string()),
-            None => facts.arrival.peer.map(|p| p.to_string()),
-        },
-        protocol: match h.token {
-            "SIA-DCS" => Cow::Borrowed("SIA-DCS"),
-            "ADM-CID" => Cow::Borrowed("ADM-CID"),
-            "NULL" => Cow::Borrowed("NULL"),
-            other => Cow::Owned(other.to_string()),
-        },
-        encrypted: h.encrypted,
-        seq: Some(h.seq.to_string()),
-        receiver_no: h.receiver.map(str::to_string),
-        line_no: h.has_line.then(|| h.line.to_string()),
-        account: facts.account.to_string(),
-        panel_time: facts.content.timestamp.map(panel_rfc3339),
-        code: code.to_string(),
-        qualifier: Qualifier::New,
-        class,
-        category,
-        zone: None,
-        user: None,
-        partition: None,
-        text: Cow::Borrowed(""),
-        arming: None,
-        data_account: None,
-        names: Vec::new(),
-        event_time: None,
-        location: None,
-        verification: None,
-        mac: None,
-        site: None,
-        building: None,
-        room: None,
-        alarm_text: None,
-        longitude: None,
-        latitude: None,
-        altitude: None,
-        network_path: None,
-        network_address: None,
-        path: None,
-        ext: Vec::new(),
-        unknown_account: facts.unknown_account,
-        raw: escape(facts.raw),
+    let mut e = Event::internal(
+        facts.key.event_id(index),
+        facts.arrival.now,
+        facts.arrival.receiver,
+        facts.account,
+        code,
+        (Qualifier::New, class, category),
+        String::new(),
+    );
+    e.transport = facts.arrival.transport;
+    e.peer = match facts.arrival.peer_label {
+        Some(l) => Some(l.to_string()),
+        None => facts.arrival.peer.map(|p| p.to_string()),
     };
+    e.protocol = match h.token {
+        "SIA-DCS" => Cow::Borrowed("SIA-DCS"),
+        "ADM-CID" => Cow::Borrowed("ADM-CID"),
+        "NULL" => Cow::Borrowed("NULL"),
+        other => Cow::Owned(other.to_string()),
+    };
+    e.encrypted = h.encrypted;
+    e.seq = Some(h.seq.to_string());
+    e.receiver_no = h.receiver.map(str::to_string);
+    e.line_no = h.has_line.then(|| h.line.to_string());
+    e.panel_time = facts.content.timestamp.map(panel_rfc3339);
+    e.unknown_account = facts.unknown_account;
+    e.raw = escape(facts.raw);
     apply_ext(&mut e, facts.content);
     e
 }

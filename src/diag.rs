@@ -531,22 +531,7 @@ mod tests {
             format!("{code} {path}"),
         );
         e.path = Some(path.into());
-        (
-            us(at),
-            JournalRecord {
-                kind: RecordKind::Internal,
-                at: rfc3339(at),
-                transport: None,
-                peer: None,
-                raw: None,
-                reply: None,
-                outcome: None,
-                reason: None,
-                account: None,
-                key: None,
-                events: vec![e],
-            },
-        )
+        (us(at), JournalRecord::internal(rfc3339(at), vec![e]))
     }
 
     #[test]

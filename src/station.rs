@@ -226,19 +226,7 @@ impl Station {
                 .with_label_values(&[e.class.as_str()])
                 .inc();
         }
-        let record = JournalRecord {
-            kind: RecordKind::Internal,
-            at: rfc3339(now),
-            transport: None,
-            peer: None,
-            raw: None,
-            reply: None,
-            outcome: None,
-            reason: None,
-            account: None,
-            key: None,
-            events,
-        };
+        let record = JournalRecord::internal(rfc3339(now), events);
         if let Err(e) = self.journal.append(micros(now), record.to_bytes()).await {
             tracing::error!(error = %e, "supervision events could not be journaled");
             self.metrics

@@ -51,6 +51,23 @@ pub enum RecordKind {
 }
 
 impl JournalRecord {
+    /// A record of events the receiver raised itself (no frame behind them).
+    pub fn internal(at: String, events: Vec<Event>) -> JournalRecord {
+        JournalRecord {
+            kind: RecordKind::Internal,
+            at,
+            transport: None,
+            peer: None,
+            raw: None,
+            reply: None,
+            outcome: None,
+            reason: None,
+            account: None,
+            key: None,
+            events,
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising plain data to a Vec cannot fail; an empty record would be skipped
         // by readers rather than crash anything.

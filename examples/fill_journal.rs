@@ -125,48 +125,25 @@ fn record(n: u64, now: UtcDateTime) -> (i64, Vec<u8>) {
         n % 250,
         40_000 + n % 20_000
     );
-    let event = Event {
-        id: key.event_id(0),
-        received_at: at.clone(),
-        receiver: "bench".into(),
-        transport: Transport::Tcp,
-        peer: Some(peer.clone()),
-        protocol: "SIA-DCS".into(),
-        encrypted: false,
-        seq: Some(seq.clone()),
-        receiver_no: None,
-        line_no: Some("0".into()),
-        account: account.clone(),
-        panel_time: Some(panel_rfc3339(panel_time)),
-        code: t.code.into(),
-        qualifier: t.qualifier,
-        class: t.class,
-        category: t.category,
-        zone: Some(zone),
-        user: None,
-        partition: Some("1".into()),
-        text: t.text.into(),
-        arming: None,
-        data_account: None,
-        names: Vec::new(),
-        event_time: None,
-        location: None,
-        verification: None,
-        mac: None,
-        site: None,
-        building: None,
-        room: None,
-        alarm_text: None,
-        longitude: None,
-        latitude: None,
-        altitude: None,
-        network_path: None,
-        network_address: None,
-        path: None,
-        ext: Vec::new(),
-        unknown_account: true,
-        raw: raw.clone(),
-    };
+    let mut event = Event::internal(
+        key.event_id(0),
+        now,
+        "bench",
+        &account,
+        t.code,
+        (t.qualifier, t.class, t.category),
+        t.text.to_string(),
+    );
+    event.transport = Transport::Tcp;
+    event.peer = Some(peer.clone());
+    event.protocol = "SIA-DCS".into();
+    event.seq = Some(seq.clone());
+    event.line_no = Some("0".into());
+    event.panel_time = Some(panel_rfc3339(panel_time));
+    event.zone = Some(zone);
+    event.partition = Some("1".into());
+    event.unknown_account = true;
+    event.raw = raw.clone();
     let rec = JournalRecord {
         kind: RecordKind::Frame,
         at,

@@ -194,15 +194,16 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn silent(reason: SilenceReason, detail: String) -> Decision {
+    /// No reply, nothing to journal but the audit; the outcome is filled in by the caller.
+    fn silent(reason: SilenceReason, summary: FrameSummary, detail: Option<String>) -> Decision {
         Decision {
             outcome: Outcome::Silent(reason),
             reply: Reply::None,
             events: Vec::new(),
             content_key: None,
             heard: None,
-            summary: FrameSummary::default(),
-            detail: Some(detail),
+            summary,
+            detail,
         }
     }
 }
@@ -229,7 +230,7 @@ pub fn decide(
                     SilenceReason::Framing
                 }
             };
-            return Decision::silent(reason, e.to_string());
+            return Decision::silent(reason, FrameSummary::default(), Some(e.to_string()));
         }
     };
     decide_frame(&frame, raw, arrival, accounts, time, seen, random)
@@ -253,15 +254,7 @@ pub fn decide_frame(
         seq: Some(h.seq.to_string()),
         crc_form: Some(frame.crc_form),
     };
-    let mut d = Decision {
-        outcome: Outcome::Silent(SilenceReason::Syntax),
-        reply: Reply::None,
-        events: Vec::new(),
-        content_key: None,
-        heard: None,
-        summary,
-        detail: None,
-    };
+    let mut d = Decision::silent(SilenceReason::Syntax, summary, None);
     let nak = |d: &mut Decision, reason: NakReason, detail: String| {
         let mut out = Vec::with_capacity(48);
         response::nak(frame.crc_form, arrival.now, &mut out);

@@ -135,12 +135,12 @@ fn record(n: u64, now: UtcDateTime) -> (i64, Vec<u8>) {
         t.text.to_string(),
     );
     event.transport = Transport::Tcp;
-    event.peer = Some(peer.clone());
+    event.peer = Some(peer.as_str().into());
     event.protocol = "SIA-DCS".into();
-    event.seq = Some(seq.clone());
+    event.seq = Some(seq.as_str().into());
     event.line_no = Some("0".into());
     event.panel_time = Some(panel_rfc3339(panel_time));
-    event.zone = Some(zone);
+    event.zone = Some(zone.into());
     event.partition = Some("1".into());
     event.unknown_account = true;
     event.raw = raw.clone();
@@ -148,12 +148,12 @@ fn record(n: u64, now: UtcDateTime) -> (i64, Vec<u8>) {
         kind: RecordKind::Frame,
         at,
         transport: Some("tcp".into()),
-        peer: Some(peer),
+        peer: Some(peer.into()),
         raw: Some(raw),
         reply: Some(format!("\\n....\"ACK\"{seq}L0#{account}[]\\r")),
         outcome: Some("ack".into()),
         reason: Some("new".into()),
-        account: Some(account),
+        account: Some(account.into()),
         key: Some(key.to_hex()),
         events: vec![event],
     };

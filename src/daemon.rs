@@ -197,8 +197,8 @@ impl Probe for Health {
                             .map_or(0, |p| p.frames);
                         crate::diag::PathSeen {
                             path,
-                            last_heard: Some(when(heard)),
-                            failed_since: failed.map(when),
+                            last_heard: Some(when(heard).into()),
+                            failed_since: failed.map(|f| when(f).into()),
                             frames,
                         }
                     })

@@ -205,8 +205,8 @@ impl Scanner {
 
     fn frame(&mut self, ts_micros: i64, record: &JournalRecord) {
         self.frames = self.frames.saturating_add(1);
-        let outcome = record.outcome.clone().unwrap_or_else(|| "none".into());
-        let reason = record.reason.clone().unwrap_or_default();
+        let outcome = record.outcome.as_deref().unwrap_or("none").to_string();
+        let reason = record.reason.as_deref().unwrap_or_default().to_string();
         bump(&mut self.outcomes, outcome.clone());
         bump(&mut self.reasons, (outcome.clone(), reason.clone()));
         if reason == "decrypt" {
@@ -256,12 +256,12 @@ impl Scanner {
         }
 
         self.last_frames.push_back(FrameLine {
-            at: record.at.clone(),
-            transport: record.transport.clone(),
-            peer: record.peer.clone(),
+            at: record.at.to_string(),
+            transport: record.transport.as_ref().map(|t| t.to_string()),
+            peer: record.peer.as_ref().map(|p| p.to_string()),
             path,
-            outcome: record.outcome.clone(),
-            reason: record.reason.clone(),
+            outcome: record.outcome.as_ref().map(|o| o.to_string()),
+            reason: record.reason.as_ref().map(|r| r.to_string()),
             raw: record.raw.clone(),
             reply: record.reply.clone(),
         });
@@ -291,7 +291,7 @@ impl Scanner {
                 for p in paths {
                     let st = self.paths.entry(p).or_default();
                     if st.failed_since.is_none() {
-                        st.failed_since = Some(e.received_at.clone());
+                        st.failed_since = Some(e.received_at.to_string());
                     }
                 }
             }
@@ -308,8 +308,8 @@ impl Scanner {
             _ => {}
         }
         self.supervision.push_back(SupervisionLine {
-            at: e.received_at.clone(),
-            code: e.code.clone(),
+            at: e.received_at.to_string(),
+            code: e.code.to_string(),
             path: e.path.clone(),
             text: e.text.to_string(),
         });
@@ -388,7 +388,7 @@ fn frame_timestamp(payload: &[u8]) -> Option<UtcDateTime> {
 
 fn micros_text(us: i64) -> String {
     UtcDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .map(rfc3339)
+        .map(|t| rfc3339(t).into())
         .unwrap_or_default()
 }
 
@@ -518,7 +518,7 @@ mod tests {
 
     fn supervision(account: &str, code: &str, path: &str, at: UtcDateTime) -> (i64, JournalRecord) {
         let mut e = Event::internal(
-            format!("{code}{path}"),
+            format!("{code}{path}").into(),
             at,
             "r",
             account,
@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(d.paths[0].frames, 4);
         assert_eq!(d.paths[1].path, "L2");
         assert!(d.paths[1].failed_since.is_some());
-        assert_eq!(d.last_heard, Some(rfc3339(T + s(10))));
+        assert_eq!(d.last_heard, Some(rfc3339(T + s(10)).to_string()));
         // Skew from clear timestamps: +5, -7, -90.
         let k = d.clock_skew.unwrap();
         assert_eq!(
@@ -611,7 +611,7 @@ mod tests {
             .collect();
         assert_eq!(failed, ["L2"]);
         assert_eq!(d.supervision_counts.len(), 3);
-        assert_eq!(d.since, Some(rfc3339(T)));
+        assert_eq!(d.since, Some(rfc3339(T).to_string()));
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn frame_json(f: &Frame<'_>, key: Option<&Key>) -> Value {
         "receiver_no": h.receiver,
         "line_no": h.has_line.then_some(h.line),
         // The routing account: the header's, else the one in the data block.
-        "account": h.account.number().map(str::to_string).or_else(|| {
+        "account": h.account.number().or_else(|| {
             content.as_ref().and_then(|c| crate::receiver::decide::data_account_of(c.data))
         }),
         "data": content.as_ref().map(|c| decode_w1252(c.data).into_owned()),

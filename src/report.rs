@@ -121,14 +121,14 @@ impl Aggregator {
         self.events = self.events.saturating_add(1);
         let row = self
             .accounts
-            .entry(e.account.clone())
+            .entry(e.account.to_string())
             .or_insert_with(|| AccountRow {
-                account: e.account.clone(),
+                account: e.account.to_string(),
                 ..AccountRow::default()
             });
         row.events = row.events.saturating_add(1);
-        if e.received_at > row.last_event {
-            row.last_event = e.received_at.clone();
+        if e.received_at.as_str() > row.last_event.as_str() {
+            row.last_event = e.received_at.to_string();
         }
         match e.class {
             EventClass::Alarm => {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use compact_str::{CompactString, ToCompactString};
 use time::UtcDateTime;
 
 use crate::journal::JournalHandle;
@@ -89,18 +90,18 @@ impl Station {
             &random,
         );
         let peer_text = match peer_label {
-            Some(l) => Some(l.to_string()),
-            None => peer.map(|p| p.to_string()),
+            Some(l) => Some(CompactString::new(l)),
+            None => peer.map(|p| p.to_compact_string()),
         };
         let record = JournalRecord {
             kind: RecordKind::Frame,
             at: rfc3339(now),
-            transport: Some(transport.as_str().to_string()),
+            transport: Some(CompactString::const_new(transport.as_str())),
             peer: peer_text.clone(),
             raw: Some(escape(raw)),
             reply: d.reply.bytes().map(escape),
-            outcome: Some(d.outcome.reply_label().to_string()),
-            reason: Some(d.outcome.reason_label().to_string()),
+            outcome: Some(CompactString::const_new(d.outcome.reply_label())),
+            reason: Some(CompactString::const_new(d.outcome.reason_label())),
             account: d.summary.account.clone(),
             key: d.content_key.map(|k| k.to_hex()),
             events: std::mem::take(&mut d.events),
@@ -185,7 +186,7 @@ impl Station {
             tracing::warn!(
                 peer = peer_text.as_deref().unwrap_or("-"),
                 transport = transport.as_str(),
-                token = d.summary.token,
+                token = d.summary.token.as_str(),
                 account = d.summary.account.as_deref().unwrap_or("-"),
                 reply = d.outcome.reply_label(),
                 reason = d.outcome.reason_label(),

@@ -8,7 +8,7 @@
 
 use aes::{Aes128, Aes192, Aes256};
 use cbc::cipher::block_padding::NoPadding;
-use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 
 use super::hex;
 
@@ -18,13 +18,30 @@ const ZERO_IV: [u8; BLOCK] = [0; BLOCK];
 /// accepts any length.
 pub const MAX_PAD: usize = 16;
 
-/// An AES key. The variant is chosen by its length, as DC-09 prescribes.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Key {
-    Aes128([u8; 16]),
-    Aes192([u8; 24]),
-    Aes256([u8; 32]),
+/// An AES key. The variant is chosen by its length, as DC-09 prescribes. The round keys
+/// are expanded once, when the key is configured: expanding them per frame cost more than
+/// decrypting the frame (an AES-256 schedule, twice per frame with the encrypted ACK).
+#[derive(Clone)]
+pub struct Key {
+    material: [u8; 32],
+    len: u8,
+    cipher: Cipher,
 }
+
+#[derive(Clone)]
+enum Cipher {
+    Aes128(Aes128),
+    Aes192(Aes192),
+    Aes256(Aes256),
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.material() == other.material()
+    }
+}
+
+impl Eq for Key {}
 
 /// Why a key could not be built from configuration text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,15 +65,31 @@ pub enum KeyEncoding {
 
 impl Key {
     pub fn from_bytes(bytes: &[u8]) -> Result<Key, KeyError> {
-        if let Ok(k) = <[u8; 16]>::try_from(bytes) {
-            Ok(Key::Aes128(k))
+        let cipher = if let Ok(k) = <[u8; 16]>::try_from(bytes) {
+            Cipher::Aes128(Aes128::new(&k.into()))
         } else if let Ok(k) = <[u8; 24]>::try_from(bytes) {
-            Ok(Key::Aes192(k))
+            Cipher::Aes192(Aes192::new(&k.into()))
         } else if let Ok(k) = <[u8; 32]>::try_from(bytes) {
-            Ok(Key::Aes256(k))
+            Cipher::Aes256(Aes256::new(&k.into()))
         } else {
-            Err(KeyError::Length { len: bytes.len() })
+            return Err(KeyError::Length { len: bytes.len() });
+        };
+        let mut material = [0u8; 32];
+        if let Some(slot) = material.get_mut(..bytes.len()) {
+            slot.copy_from_slice(bytes);
         }
+        Ok(Key {
+            material,
+            len: bytes.len() as u8,
+            cipher,
+        })
+    }
+
+    /// The key's bytes (16, 24 or 32).
+    pub fn material(&self) -> &[u8] {
+        self.material
+            .get(..usize::from(self.len))
+            .unwrap_or_default()
     }
 
     pub fn from_hex(text: &str) -> Result<Key, KeyError> {
@@ -81,22 +114,19 @@ impl Key {
 
     /// Key size in bits, for logs and status pages (never the key itself).
     pub fn bits(&self) -> u16 {
-        match self {
-            Key::Aes128(_) => 128,
-            Key::Aes192(_) => 192,
-            Key::Aes256(_) => 256,
-        }
+        u16::from(self.len) * 8
     }
 
     fn decrypt_blocks(&self, buf: &mut [u8]) -> Result<(), DecryptError> {
-        let res = match self {
-            Key::Aes128(k) => cbc::Decryptor::<Aes128>::new(k.into(), &ZERO_IV.into())
+        let iv = &ZERO_IV.into();
+        let res = match &self.cipher {
+            Cipher::Aes128(c) => cbc::Decryptor::inner_iv_init(c.clone(), iv)
                 .decrypt_padded::<NoPadding>(buf)
                 .map(|_| ()),
-            Key::Aes192(k) => cbc::Decryptor::<Aes192>::new(k.into(), &ZERO_IV.into())
+            Cipher::Aes192(c) => cbc::Decryptor::inner_iv_init(c.clone(), iv)
                 .decrypt_padded::<NoPadding>(buf)
                 .map(|_| ()),
-            Key::Aes256(k) => cbc::Decryptor::<Aes256>::new(k.into(), &ZERO_IV.into())
+            Cipher::Aes256(c) => cbc::Decryptor::inner_iv_init(c.clone(), iv)
                 .decrypt_padded::<NoPadding>(buf)
                 .map(|_| ()),
         };
@@ -107,14 +137,15 @@ impl Key {
         let len = buf.len();
         // The caller always hands whole blocks, so NoPadding cannot fail; the result is
         // ignored rather than unwrapped to keep this path panic-free by construction.
-        let _ = match self {
-            Key::Aes128(k) => cbc::Encryptor::<Aes128>::new(k.into(), &ZERO_IV.into())
+        let iv = &ZERO_IV.into();
+        let _ = match &self.cipher {
+            Cipher::Aes128(c) => cbc::Encryptor::inner_iv_init(c.clone(), iv)
                 .encrypt_padded::<NoPadding>(buf, len)
                 .map(|_| ()),
-            Key::Aes192(k) => cbc::Encryptor::<Aes192>::new(k.into(), &ZERO_IV.into())
+            Cipher::Aes192(c) => cbc::Encryptor::inner_iv_init(c.clone(), iv)
                 .encrypt_padded::<NoPadding>(buf, len)
                 .map(|_| ()),
-            Key::Aes256(k) => cbc::Encryptor::<Aes256>::new(k.into(), &ZERO_IV.into())
+            Cipher::Aes256(c) => cbc::Encryptor::inner_iv_init(c.clone(), iv)
                 .encrypt_padded::<NoPadding>(buf, len)
                 .map(|_| ()),
         };

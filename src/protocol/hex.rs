@@ -43,18 +43,40 @@ pub fn encode_upper_into(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Digit values by byte, 0xFF for a non-hex byte: ciphertext is the longest hex a frame
+/// carries, and a lookup with one check per pair beats two matches per pair.
+static VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Decodes hex text (either case) into `out`; `None` on an odd length or a non-hex byte.
 pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
     out.reserve(text.len() / 2);
+    let mut bad = 0u8;
     for pair in text.chunks_exact(2) {
         if let [hi, lo] = pair {
-            out.push((digit(*hi)? << 4) | digit(*lo)?);
+            let (h, l) = (VALUE[usize::from(*hi)], VALUE[usize::from(*lo)]);
+            // Invalid digits have the top bit set; collect it and check once at the end.
+            bad |= h | l;
+            out.push((h << 4) | (l & 0x0F));
         }
     }
-    Some(())
+    (bad & 0x80 == 0).then_some(())
 }
 
 #[cfg(test)]
@@ -75,5 +97,18 @@ mod tests {
         assert!(decode_into(b"deAD", &mut back).is_some());
         assert_eq!(back, [0xde, 0xad]);
         assert!(decode_into(b"abc", &mut back).is_none());
+        for bad in [
+            &b"0g"[..],
+            b"g0",
+            b"\xff0",
+            b"0 ",
+            b"/0",
+            b":0",
+            b"@0",
+            b"G0",
+            b"`0",
+        ] {
+            assert!(decode_into(bad, &mut Vec::new()).is_none(), "{bad:?}");
+        }
     }
 }

@@ -40,10 +40,7 @@ pub fn escape(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() + 8);
     let mut rest = bytes;
     while !rest.is_empty() {
-        let run = rest
-            .iter()
-            .position(|&b| !(0x20..=0x7E).contains(&b) || b == b'\\')
-            .unwrap_or(rest.len());
+        let run = plain_run(rest);
         let (plain, tail) = rest.split_at(run);
         out.extend_from_slice(plain);
         let Some((&b, after)) = tail.split_first() else {
@@ -63,6 +60,32 @@ pub fn escape(bytes: &[u8]) -> String {
         rest = after;
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+fn needs_escape(b: u8) -> bool {
+    !(0x20..=0x7E).contains(&b) || b == b'\\'
+}
+
+/// Length of the leading run of bytes [`escape`] copies as they are. Whole 16-byte chunks
+/// are tested with a branch-free fold the compiler turns into vector compares: encrypted
+/// frames are a few hundred hex digits with nothing to escape.
+fn plain_run(bytes: &[u8]) -> usize {
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(16) {
+        if chunk
+            .iter()
+            .fold(false, |dirty, &b| dirty | needs_escape(b))
+        {
+            break;
+        }
+        clean += 16;
+    }
+    let tail = bytes.get(clean..).unwrap_or_default();
+    clean
+        + tail
+            .iter()
+            .position(|&b| needs_escape(b))
+            .unwrap_or(tail.len())
 }
 
 /// Reads the escaped form back (the inverse of [`escape`]); unknown escapes are kept
@@ -128,5 +151,27 @@ mod tests {
         let e = escape(raw);
         assert_eq!(e, "\\n1BC1\"ACK\"\\\\\\x00\\xFF\\r");
         assert_eq!(unescape(&e), raw);
+    }
+
+    #[test]
+    fn escape_finds_every_byte_in_long_runs() {
+        // The chunked scan must catch a byte to escape at any offset of a 16-byte chunk
+        // and in the tail.
+        for special in [b'\n', b'\\', 0x00, 0x7F, 0xFF] {
+            for at in 0..40 {
+                let mut raw = vec![b'A'; 40];
+                raw[at] = special;
+                let e = escape(&raw);
+                assert_eq!(
+                    e.len(),
+                    if special == b'\\' || special == b'\n' {
+                        41
+                    } else {
+                        43
+                    }
+                );
+                assert_eq!(unescape(&e), raw, "special {special:#x} at {at}");
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! (as raft's `persisted_messages` does): [`Reply::AfterDurable`] for an ACK that hands
 //! over new events, which the caller may send only once the journal has them on disk.
 
+use compact_str::CompactString;
 use time::Duration;
 
 use super::accounts::{AccountTable, Encryption, Identity, UnknownPolicy};
@@ -160,10 +161,10 @@ impl Outcome {
 /// What the header says about the frame, kept for logs and the audit trail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrameSummary {
-    pub token: String,
+    pub token: CompactString,
     pub encrypted: bool,
-    pub account: Option<String>,
-    pub seq: Option<String>,
+    pub account: Option<CompactString>,
+    pub seq: Option<CompactString>,
     /// The request's CRC form, which any reply must use.
     pub crc_form: Option<CrcForm>,
 }
@@ -171,8 +172,8 @@ pub struct FrameSummary {
 /// Who was heard, over which path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heard {
-    pub account: String,
-    pub path: String,
+    pub account: CompactString,
+    pub path: CompactString,
 }
 
 /// Everything the I/O layer needs to act on one frame.
@@ -248,10 +249,10 @@ pub fn decide_frame(
 ) -> Decision {
     let h = &frame.header;
     let summary = FrameSummary {
-        token: h.token.to_string(),
+        token: CompactString::new(h.token),
         encrypted: h.encrypted,
-        account: h.account.number().map(str::to_string),
-        seq: Some(h.seq.to_string()),
+        account: h.account.number().map(CompactString::new),
+        seq: Some(CompactString::new(h.seq)),
         crc_form: Some(frame.crc_form),
     };
     let mut d = Decision::silent(SilenceReason::Syntax, summary, None);
@@ -318,7 +319,7 @@ pub fn decide_frame(
 
     // The account used for routing: the header's, else the one inside the data.
     let data_account = data_account_of(content.data);
-    let account_id = header_account.or(data_account.as_deref()).unwrap_or("");
+    let account_id = header_account.or(data_account).unwrap_or("");
     let account = account.or_else(|| accounts.get(account_id));
 
     if let Some(ts) = content.timestamp {
@@ -410,7 +411,7 @@ pub fn decide_frame(
         .find(|b| b.id == b'J')
         .and_then(|b| std::str::from_utf8(b.value).ok());
     d.heard = Some(Heard {
-        account: account_id.to_string(),
+        account: CompactString::new(account_id),
         path: path_name(network_path, h.line, h.receiver),
     });
     let substitution = account
@@ -475,12 +476,12 @@ fn substitution(
 
 /// `#acct|` at the start of the data, the fallback route for frames without a header
 /// account.
-pub fn data_account_of(data: &[u8]) -> Option<String> {
+pub fn data_account_of(data: &[u8]) -> Option<&str> {
     let rest = data.strip_prefix(b"#")?;
     let end = rest.iter().position(|&b| b == b'|').unwrap_or(rest.len());
     let acct = rest.get(..end)?;
     if (1..=16).contains(&acct.len()) && acct.iter().all(|b| b.is_ascii_alphanumeric()) {
-        std::str::from_utf8(acct).ok().map(str::to_string)
+        std::str::from_utf8(acct).ok()
     } else {
         None
     }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use time::UtcDateTime;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
@@ -40,34 +41,34 @@ impl Transport {
 /// A normalized event. Field names are a contract with consoles: add, never rename.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub id: String,
-    pub received_at: String,
-    pub receiver: String,
+    pub id: CompactString,
+    pub received_at: CompactString,
+    pub receiver: CompactString,
     pub transport: Transport,
-    pub peer: Option<String>,
+    pub peer: Option<CompactString>,
     /// The frame's ID token without `*` (`SIA-DCS`, `ADM-CID`, `NULL`), or `tocsin` for
     /// events the receiver raises itself.
     pub protocol: Cow<'static, str>,
     pub encrypted: bool,
-    pub seq: Option<String>,
-    pub receiver_no: Option<String>,
-    pub line_no: Option<String>,
-    pub account: String,
-    pub panel_time: Option<String>,
-    pub code: String,
+    pub seq: Option<CompactString>,
+    pub receiver_no: Option<CompactString>,
+    pub line_no: Option<CompactString>,
+    pub account: CompactString,
+    pub panel_time: Option<CompactString>,
+    pub code: CompactString,
     pub qualifier: Qualifier,
     pub class: EventClass,
     pub category: Category,
-    pub zone: Option<String>,
-    pub user: Option<String>,
-    pub partition: Option<String>,
+    pub zone: Option<CompactString>,
+    pub user: Option<CompactString>,
+    pub partition: Option<CompactString>,
     pub text: Cow<'static, str>,
     /// Opening (disarm) or closing (arm), for open/close reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arming: Option<Arming>,
     /// The account written inside the data block when it differs from the header's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_account: Option<String>,
+    pub data_account: Option<CompactString>,
     /// Names the panel attached (`^TOTAL^` caret texts, X-SIA text, `A` blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
@@ -119,7 +120,7 @@ fn is_false(b: &bool) -> bool {
 impl Event {
     /// An event the receiver raises itself (no frame behind it).
     pub fn internal(
-        id: String,
+        id: CompactString,
         now: UtcDateTime,
         receiver: &str,
         account: &str,
@@ -131,7 +132,7 @@ impl Event {
         Event {
             id,
             received_at: rfc3339(now),
-            receiver: receiver.to_string(),
+            receiver: CompactString::new(receiver),
             transport: Transport::Internal,
             peer: None,
             protocol: Cow::Borrowed("tocsin"),
@@ -139,9 +140,9 @@ impl Event {
             seq: None,
             receiver_no: None,
             line_no: None,
-            account: account.to_string(),
+            account: CompactString::new(account),
             panel_time: None,
-            code: code.to_string(),
+            code: CompactString::new(code),
             qualifier,
             class,
             category,
@@ -175,7 +176,7 @@ impl Event {
 
 /// Writes `t` as RFC 3339 UTC with milliseconds (`2024-01-15T12:00:05.123Z`). Written by
 /// hand: it runs for every event and `time`'s formatter is general-purpose.
-pub fn rfc3339(t: UtcDateTime) -> String {
+pub fn rfc3339(t: UtcDateTime) -> CompactString {
     let mut b = *b"0000-00-00T00:00:00.000Z";
     fill_date_time(&mut b, t);
     put_digits(&mut b, 20, 3, u32::from(t.millisecond()));
@@ -183,7 +184,7 @@ pub fn rfc3339(t: UtcDateTime) -> String {
 }
 
 /// Panel time as RFC 3339 (whole seconds: that is all DC-09 carries).
-pub fn panel_rfc3339(t: UtcDateTime) -> String {
+pub fn panel_rfc3339(t: UtcDateTime) -> CompactString {
     let mut b = *b"0000-00-00T00:00:00Z";
     fill_date_time(&mut b, t);
     ascii_string(&b)
@@ -207,13 +208,14 @@ fn put_digits(b: &mut [u8], at: usize, width: usize, mut v: u32) {
     }
 }
 
-/// The bytes are ASCII digits and punctuation written above.
-fn ascii_string(b: &[u8]) -> String {
-    String::from_utf8(b.to_vec()).unwrap_or_default()
+/// The bytes are ASCII digits and punctuation written above; up to 24 of them are kept
+/// inline, without an allocation.
+fn ascii_string(b: &[u8]) -> CompactString {
+    CompactString::from_utf8(b).unwrap_or_default()
 }
 
 /// 32 lower-case hex digits.
-fn hex128(v: u128) -> String {
+fn hex128(v: u128) -> CompactString {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     for (i, slot) in out.iter_mut().enumerate() {
@@ -240,37 +242,66 @@ impl ContentKey {
         panel_time: Option<UtcDateTime>,
     ) -> ContentKey {
         // One contiguous buffer and a one-shot hash: the streaming hasher costs several
-        // times more on inputs this small.
+        // times more on inputs this small. Typical frames fit the stack buffer.
         let ext_len: usize = ext.iter().map(|(_, v)| v.len() + 2).sum();
-        let mut buf =
-            Vec::with_capacity(account.len() + token.len() + seq.len() + data.len() + ext_len + 16);
+        let len = account.len() + token.len() + seq.len() + data.len() + ext_len + 16;
+        let mut stack = [0u8; 512];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = match stack.get_mut(..len) {
+            Some(b) => b,
+            None => {
+                heap.resize(len, 0);
+                &mut heap
+            }
+        };
+        let mut w = Writer { buf, at: 0 };
         for part in [account.as_bytes(), token.as_bytes(), seq.as_bytes(), data] {
-            buf.extend_from_slice(part);
-            buf.push(0x1F);
+            w.put(part);
+            w.put(&[0x1F]);
         }
         for (id, value) in ext {
-            buf.push(*id);
-            buf.extend_from_slice(value);
-            buf.push(0x1E);
+            w.put(&[*id]);
+            w.put(value);
+            w.put(&[0x1E]);
         }
-        buf.push(0x1F);
+        w.put(&[0x1F]);
         if let Some(t) = panel_time {
-            buf.extend_from_slice(&t.unix_timestamp().to_le_bytes());
+            w.put(&t.unix_timestamp().to_le_bytes());
         }
-        ContentKey(xxh3_128(&buf))
+        ContentKey(xxh3_128(w.written()))
     }
 
     /// The id of the `index`-th event of this frame: 32 hex digits.
-    pub fn event_id(self, index: usize) -> String {
+    pub fn event_id(self, index: usize) -> CompactString {
         hex128(xxh3_128_with_seed(&self.0.to_le_bytes(), index as u64))
     }
 
-    pub fn to_hex(self) -> String {
+    pub fn to_hex(self) -> CompactString {
         hex128(self.0)
     }
 
     pub fn from_hex(s: &str) -> Option<ContentKey> {
         u128::from_str_radix(s, 16).ok().map(ContentKey)
+    }
+}
+
+/// Appends into a buffer sized beforehand.
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, part: &[u8]) {
+        let end = self.at + part.len();
+        if let Some(slot) = self.buf.get_mut(self.at..end) {
+            slot.copy_from_slice(part);
+            self.at = end;
+        }
+    }
+
+    fn written(&self) -> &[u8] {
+        self.buf.get(..self.at).unwrap_or_default()
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use compact_str::{format_compact, CompactString, ToCompactString};
+
 use time::UtcDateTime;
 
 use super::event::{panel_rfc3339, ContentKey, Event, Transport};
@@ -73,7 +75,7 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
                     let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
                     e.text = Cow::Borrowed("SIA data without an event code");
                     e.names = names;
-                    e.data_account = data_account.map(str::to_string);
+                    e.data_account = data_account.map(CompactString::new);
                     return vec![e];
                 }
                 sia.events
@@ -81,7 +83,7 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
                     .enumerate()
                     .map(|(i, ev)| {
                         let mut e = sia_event(facts, i, ev);
-                        e.data_account = data_account.map(str::to_string);
+                        e.data_account = data_account.map(CompactString::new);
                         e.names.extend(names.iter().cloned());
                         e
                     })
@@ -115,8 +117,8 @@ pub fn base_event(
     );
     e.transport = facts.arrival.transport;
     e.peer = match facts.arrival.peer_label {
-        Some(l) => Some(l.to_string()),
-        None => facts.arrival.peer.map(|p| p.to_string()),
+        Some(l) => Some(CompactString::new(l)),
+        None => facts.arrival.peer.map(|p| p.to_compact_string()),
     };
     e.protocol = match h.token {
         "SIA-DCS" => Cow::Borrowed("SIA-DCS"),
@@ -125,9 +127,9 @@ pub fn base_event(
         other => Cow::Owned(other.to_string()),
     };
     e.encrypted = h.encrypted;
-    e.seq = Some(h.seq.to_string());
-    e.receiver_no = h.receiver.map(str::to_string);
-    e.line_no = h.has_line.then(|| h.line.to_string());
+    e.seq = Some(CompactString::new(h.seq));
+    e.receiver_no = h.receiver.map(CompactString::new);
+    e.line_no = h.has_line.then(|| CompactString::new(h.line));
     e.panel_time = facts.content.timestamp.map(panel_rfc3339);
     e.unknown_account = facts.unknown_account;
     e.raw = escape(facts.raw);
@@ -180,20 +182,20 @@ fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
     } else {
         Qualifier::New
     };
-    e.partition = ev.area.map(str::to_string);
-    e.user = ev.user.map(str::to_string);
+    e.partition = ev.area.map(CompactString::new);
+    e.user = ev.user.map(CompactString::new);
     match info.map(|i| i.address) {
         Some(AddressKind::User) => {
             if let Some(a) = ev.address {
-                e.user = Some(a.to_string());
+                e.user = Some(CompactString::new(a));
             }
         }
         Some(AddressKind::Area) => {
             if let Some(a) = ev.address {
-                e.partition = Some(a.to_string());
+                e.partition = Some(CompactString::new(a));
             }
         }
-        _ => e.zone = ev.address.map(str::to_string),
+        _ => e.zone = ev.address.map(CompactString::new),
     }
     e.text = match info {
         Some(i) => Cow::Borrowed(i.description),
@@ -220,7 +222,7 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
         Some(i) => (i.class, i.category),
         None => (EventClass::Other, Category::Other),
     };
-    let code = format!("{:03}", cid.code);
+    let code = format_compact!("{:03}", cid.code);
     let mut e = base_event(facts, 0, &code, class, category);
     let qualifier = cid.qualifier_kind;
     e.qualifier = qualifier.unwrap_or(Qualifier::New);
@@ -228,15 +230,15 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
     if qualifier == Some(Qualifier::Restore) && e.arming.is_none() {
         e.class = e.class.restored();
     }
-    e.partition = Some(cid.group.to_string());
+    e.partition = Some(CompactString::new(cid.group));
     match info.map(|i| i.zone_or_user) {
-        Some(AddressKind::User) => e.user = Some(cid.zone_or_user.to_string()),
-        _ => e.zone = Some(cid.zone_or_user.to_string()),
+        Some(AddressKind::User) => e.user = Some(CompactString::new(cid.zone_or_user)),
+        _ => e.zone = Some(CompactString::new(cid.zone_or_user)),
     }
     e.data_account = cid
         .account
         .filter(|a| *a != facts.account)
-        .map(str::to_string);
+        .map(CompactString::new);
     e.text = match info {
         Some(i) => Cow::Borrowed(i.description),
         None => Cow::Owned(format!("Unknown Contact ID code {code}")),

@@ -6,6 +6,7 @@
 //! read a journal with ordinary tools and so that old records stay readable as fields are
 //! added.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::event::Event;
@@ -15,11 +16,11 @@ use super::event::Event;
 pub struct JournalRecord {
     pub kind: RecordKind,
     /// Receiver time, RFC 3339.
-    pub at: String,
+    pub at: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transport: Option<String>,
+    pub transport: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<String>,
+    pub peer: Option<CompactString>,
     /// The frame as received, escaped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
@@ -28,15 +29,15 @@ pub struct JournalRecord {
     pub reply: Option<String>,
     /// `ack`, `nak`, `duh` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
+    pub account: Option<CompactString>,
     /// Content key (hex) of an acknowledged new frame: rebuilds the dedup window after a
     /// restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
 }
@@ -52,7 +53,7 @@ pub enum RecordKind {
 
 impl JournalRecord {
     /// A record of events the receiver raised itself (no frame behind them).
-    pub fn internal(at: String, events: Vec<Event>) -> JournalRecord {
+    pub fn internal(at: CompactString, events: Vec<Event>) -> JournalRecord {
         JournalRecord {
             kind: RecordKind::Internal,
             at,

@@ -130,14 +130,29 @@ impl std::fmt::Display for PathName {
 }
 
 /// Names the path a frame came over (see the module doc).
-pub fn path_name(network_path: Option<&str>, line: &str, receiver: Option<&str>) -> String {
+pub fn path_name(
+    network_path: Option<&str>,
+    line: &str,
+    receiver: Option<&str>,
+) -> compact_str::CompactString {
+    // Built by hand: this runs for every acknowledged frame, and `format!` costs more
+    // than the rest of the work here.
+    let mut name = compact_str::CompactString::const_new("");
     match network_path {
-        Some(j) if !j.is_empty() => format!("J{j}"),
-        _ => match receiver {
-            Some(r) => format!("L{line}R{r}"),
-            None => format!("L{line}"),
-        },
+        Some(j) if !j.is_empty() => {
+            name.push('J');
+            name.push_str(j);
+        }
+        _ => {
+            name.push('L');
+            name.push_str(line);
+            if let Some(r) = receiver {
+                name.push('R');
+                name.push_str(r);
+            }
+        }
     }
+    name
 }
 
 /// What supervision reports.
@@ -599,7 +614,7 @@ impl Change {
         }
         h.update(&now.unix_timestamp().to_le_bytes());
         let mut e = Event::internal(
-            format!("{:032x}", h.digest128()),
+            compact_str::format_compact!("{:032x}", h.digest128()),
             now,
             receiver,
             account,

@@ -683,14 +683,15 @@ pub fn open_ack(cipher_hex: &str, key: &Key) -> UtcDateTime {
         buf.len()
     );
     let iv = [0u8; 16];
-    let r = match key {
-        Key::Aes128(k) => cbc::Decryptor::<Aes128>::new(k.into(), &iv.into())
+    let k = key.material();
+    let r = match k.len() {
+        16 => cbc::Decryptor::<Aes128>::new(k.try_into().expect("16 bytes"), &iv.into())
             .decrypt_padded::<NoPadding>(&mut buf)
             .map(|_| ()),
-        Key::Aes192(k) => cbc::Decryptor::<Aes192>::new(k.into(), &iv.into())
+        24 => cbc::Decryptor::<Aes192>::new(k.try_into().expect("24 bytes"), &iv.into())
             .decrypt_padded::<NoPadding>(&mut buf)
             .map(|_| ()),
-        Key::Aes256(k) => cbc::Decryptor::<Aes256>::new(k.into(), &iv.into())
+        _ => cbc::Decryptor::<Aes256>::new(k.try_into().expect("32 bytes"), &iv.into())
             .decrypt_padded::<NoPadding>(&mut buf)
             .map(|_| ()),
     };

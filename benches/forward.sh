@@ -11,7 +11,8 @@
 # backlog is 0 → print events/s and the catch-up time (from the daemon's start, so it
 # includes connecting and creating the stream). Environment: CARGO_TARGET_DIR is honoured;
 # BENCH_DIR picks where temp dirs go (default: the target dir, a real disk: never tmpfs);
-# MAX_IN_FLIGHT overrides [bus.nats] max_in_flight.
+# MAX_IN_FLIGHT overrides [bus.nats] max_in_flight; PERF_OUT=FILE records a CPU profile
+# of the daemon (perf, cpu-clock) for the first 8 s of the catch-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,11 +83,17 @@ metric() {
     awk -v k="$1" '$1 == k { print $2 }' || true
 }
 now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 echo "== catching up"
 T0=$(now)
 "$BIN" run --config "$WORK/tocsin.toml" 2>"$WORK/tocsin.log" >/dev/null &
 TOCSIN_PID=$!
+NATS_CPU0=$(cpu_s "$NATS_PID")
+if [ -n "${PERF_OUT:-}" ]; then
+  perf record -e cpu-clock -g -p "$TOCSIN_PID" -o "$PERF_OUT" -- sleep 8 >/dev/null 2>&1 &
+fi
 LAST_P=0
 LAST_T=$T0
 PEAK=0
@@ -112,9 +119,12 @@ while :; do
   fi
 done
 T1=$(now)
+TOCSIN_CPU=$(cpu_s "$TOCSIN_PID")
+NATS_CPU=$(awk -v a="$(cpu_s "$NATS_PID")" -v b="$NATS_CPU0" 'BEGIN { printf "%.2f", a - b }')
 IN_STREAM=$(curl -fsS "http://127.0.0.1:$MON_PORT/jsz" 2>/dev/null | awk -F'[:,]' '/"messages"/ { gsub(/ /, "", $2); print $2; exit }' || true)
 awk -v n="$N" -v t0="$T0" -v t1="$T1" -v peak="$PEAK" 'BEGIN {
   d = t1 - t0
   printf "\n== result\nrecords          %d\ncatch-up time    %.2f s (daemon start to backlog 0)\nmean throughput  %.0f events/s\npeak (0.5 s)     %.0f events/s\n", n, d, n / d, peak
 }'
 echo "messages in the stream: ${IN_STREAM:-?}"
+echo "CPU during catch-up: tocsin ${TOCSIN_CPU} s, nats-server ${NATS_CPU} s (2 cores available)"

@@ -720,7 +720,8 @@ fn rebuild_from_journal(
     loop {
         match reader.next_record() {
             Ok(Some(rec)) => {
-                let Ok(head) = serde_json::from_slice::<RecordHead<'_>>(&rec.payload) else {
+                let json = crate::receiver::record::json_of(&rec.payload).unwrap_or_default();
+                let Ok(head) = serde_json::from_slice::<RecordHead<'_>>(json) else {
                     continue;
                 };
                 if rec.ts_micros >= since {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SinkMetrics;
 use crate::journal::{CursorStore, JournalHandle, Lsn};
+use crate::receiver::record::{self, Routed};
 
 /// `[bus.nats]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +151,51 @@ struct Routing<'a> {
     account: &'a str,
     #[serde(borrow)]
     class: &'a str,
+}
+
+/// The events of a journal payload to publish: from the record's index, or by parsing
+/// a record written before the index existed. What cannot be read is logged and skipped
+/// (the record still counts as forwarded: retrying would not make it readable).
+fn routes(payload: &[u8], lsn: Lsn) -> Vec<Routed<'_>> {
+    match record::routed(payload) {
+        Some(Ok(events)) => events,
+        Some(Err(e)) => {
+            tracing::warn!(lsn, error = %e, "journal record not published");
+            Vec::new()
+        }
+        None => legacy_routes(payload, lsn),
+    }
+}
+
+fn legacy_routes(payload: &[u8], lsn: Lsn) -> Vec<Routed<'_>> {
+    // UTF-8 is checked once for the whole record; parsing from `&str` then skips the
+    // per-string check that parsing from bytes does for borrowed values.
+    let Some(text) = std::str::from_utf8(payload).ok() else {
+        return Vec::new();
+    };
+    let events = serde_json::from_str::<Envelope<'_>>(text)
+        .map(|e| e.events)
+        .unwrap_or_default();
+    let base = text.as_ptr() as usize;
+    events
+        .into_iter()
+        .filter_map(|raw| match serde_json::from_str::<Routing<'_>>(raw.get()) {
+            Ok(route) => {
+                // The raw value borrows from `text`: its offset is its address minus the base.
+                let start = (raw.get().as_ptr() as usize).checked_sub(base)?;
+                Some(Routed {
+                    id: route.id,
+                    account: route.account,
+                    class: route.class,
+                    json: start..start + raw.get().len(),
+                })
+            }
+            Err(_) => {
+                tracing::warn!(lsn, "event without id, account or class: not published");
+                None
+            }
+        })
+        .collect()
 }
 
 type Ack = Pin<Box<dyn Future<Output = (Lsn, bool, Result<(), String>)> + Send>>;
@@ -295,23 +341,8 @@ async fn publish_from(
                 // `None`: the journal closed (shutdown in progress).
                 let Some(rec) = rec? else { break };
                 let lsn = rec.lsn;
-                // UTF-8 is checked once for the whole record; parsing from `&str` then skips
-                // the per-string check that parsing from bytes does for borrowed values.
-                let events = std::str::from_utf8(&rec.payload)
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<Envelope<'_>>(text).ok())
-                    .map(|e| e.events)
-                    .unwrap_or_default();
-                let routed: Vec<(&RawValue, Routing<'_>)> = events
-                    .into_iter()
-                    .filter_map(|raw| match serde_json::from_str::<Routing<'_>>(raw.get()) {
-                        Ok(route) => Some((raw, route)),
-                        Err(_) => {
-                            tracing::warn!(lsn, "event without id, account or class: not published");
-                            None
-                        }
-                    })
-                    .collect();
+                let payload = Bytes::from(rec.payload);
+                let routed = routes(&payload, lsn);
                 if routed.is_empty() {
                     // Nothing to publish; the record still counts in the ordered prefix.
                     in_flight.push_back(Box::pin(std::future::ready((lsn, true, Ok(())))));
@@ -319,11 +350,12 @@ async fn publish_from(
                 }
                 let count = routed.len();
                 let started = Instant::now();
-                for (i, (raw, route)) in routed.into_iter().enumerate() {
+                for (i, route) in routed.into_iter().enumerate() {
                     let subject = subject(&config.subject_prefix, route.account, route.class);
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(async_nats::header::NATS_MESSAGE_ID, route.id);
-                    let payload = Bytes::copy_from_slice(raw.get().as_bytes());
+                    // A view into the record's buffer: no copy of the event.
+                    let payload = payload.slice(route.json);
                     let ack = js
                         .publish_with_headers(subject, headers, payload)
                         .await

@@ -309,3 +309,40 @@ fn garbage_and_idle_connections_do_not_starve_a_panel() {
     let h = history(&rx.d.data_dir, &[]);
     assert_eq!(h.len(), (n + 50) as usize);
 }
+
+#[test]
+fn an_idle_connection_is_closed_and_a_talking_one_is_kept() {
+    use std::io::Read;
+    let mut rx = start(&format!("{V1}\n[limits]\nidle_timeout = \"1s\"\n"));
+    let addr = rx.d.addr;
+    let mut quiet = Tcp::connect(addr);
+    let mut talker = Tcp::connect(addr);
+    let fb = Fb::sia("6001", 1, "Nri1/BA01");
+    assert_eq!(
+        esc(&quiet.exchange(&fb.clear())),
+        esc(&fb.expected_reply("ACK"))
+    );
+    // The talker reports every 400 ms for 2.4 s: never silent for the idle timeout.
+    for seq in 2..8u16 {
+        std::thread::sleep(Duration::from_millis(400));
+        let fb = Fb::sia("6001", seq, "Nri1/BA01");
+        let reply = talker
+            .try_send(&fb.clear())
+            .and_then(|()| talker.try_reply())
+            .unwrap_or_else(|e| panic!("talker frame {seq}: {e}"));
+        assert_eq!(esc(&reply), esc(&fb.expected_reply("ACK")), "frame {seq}");
+    }
+    // The quiet one has been silent for 2.4 s: the receiver closed it (EOF on read).
+    quiet
+        .s
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(quiet.s.read(&mut buf).expect("EOF, not a timeout"), 0);
+    assert_eq!(
+        rx.d.metrics()
+            .sum("tocsin_connections_total", &[("event", "idle")]),
+        1.0
+    );
+    rx.d.stop();
+}

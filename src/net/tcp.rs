@@ -152,23 +152,31 @@ impl Connection {
         let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
         let mut junk_bytes: u64 = 0;
         let label = self.peer.to_string();
+        // One idle timer for the connection's life, pushed forward after each frame. A
+        // fresh `timeout` per frame would insert into and remove from the runtime's timer
+        // wheel every time; moving a deadline later only updates it, and the wheel sees
+        // the timer again only if it fires early.
+        let idle = tokio::time::sleep(self.limits.idle_timeout);
+        tokio::pin!(idle);
         let how = loop {
             let next = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break "shutdown",
-                n = tokio::time::timeout(self.limits.idle_timeout, frames.next()) => n,
-            };
-            let cut = match next {
-                Err(_) => {
+                n = frames.next() => n,
+                _ = &mut idle => {
                     metrics.connections.with_label_values(&["idle"]).inc();
                     break "idle";
                 }
-                Ok(None) => break "eof",
-                Ok(Some(Err(e))) => {
+            };
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + self.limits.idle_timeout);
+            let cut = match next {
+                None => break "eof",
+                Some(Err(e)) => {
                     tracing::debug!(peer = %self.peer, error = %e, "read failed");
                     break "error";
                 }
-                Ok(Some(Ok(cut))) => cut,
+                Some(Ok(cut)) => cut,
             };
             match cut {
                 Cut::Frame(bytes) => {
@@ -177,7 +185,21 @@ impl Connection {
                         .handle_frame(&bytes, Transport::Tcp, Some(self.peer), Some(&label))
                         .await;
                     if let Some(reply) = reply {
-                        match tokio::time::timeout(self.limits.write_timeout, wr.write_all(&reply))
+                        // A reply almost always fits the socket buffer: write it at once and
+                        // arm the write timeout only for what is left.
+                        let sent = match wr.try_write(&reply) {
+                            Ok(n) => n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                            Err(e) => {
+                                tracing::warn!(peer = %self.peer, error = %e, "reply could not be written");
+                                break "error";
+                            }
+                        };
+                        let rest = reply.get(sent..).unwrap_or_default();
+                        if rest.is_empty() {
+                            continue;
+                        }
+                        match tokio::time::timeout(self.limits.write_timeout, wr.write_all(rest))
                             .await
                         {
                             Ok(Ok(())) => {}

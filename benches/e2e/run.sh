@@ -23,11 +23,12 @@
 #
 # For each point, a warm-up run (same connections, --warmup long) precedes the measured run
 # (--duration long); the receivers take turns at each point so that noise from the shared
-# machine spreads over all three. `tocsin fsync-probe` measures fdatasync latency on the
-# journal's directory before and after the sweep; the disk bound of a closed loop is
-# connections ÷ (fraction of frames that must be journaled × mean fsync latency): with group
-# commit every waiting panel can ride the same fsync, so N panels cannot get more than N
-# durable ACKs per fsync. The results go into the e2e section of BENCHMARKS.md (other sections
+# machine spreads over all three. `tocsin fsync-probe` measures fdatasync latency in the
+# journal's directory before and after the sweep, and just before and after each tocsin run;
+# a point's disk bound for a closed loop is connections ÷ (fraction of frames that must be
+# journaled × mean fsync latency of the probes around its run): with group commit every
+# waiting panel can ride the same fsync, so N panels cannot get more than N durable ACKs per
+# fsync. The results go into the e2e section of BENCHMARKS.md (other sections
 # are kept); raw JSON stays in the work directory with KEEP=1.
 #
 # Environment: CARGO_TARGET_DIR is honoured; BENCH_DIR picks the work directory's parent
@@ -111,10 +112,16 @@ MAX_CONNS=0
 for n in $CONNS; do [ "$n" -gt "$MAX_CONNS" ] && MAX_CONNS=$n; done
 ACCOUNTS=$MAX_CONNS
 
-# The load binds its sockets to four loopback addresses (28 000 ephemeral ports each), so
-# that the 10 000-connection runs of three receivers within a minute never run out of ports
-# while earlier connections sit in TIME_WAIT. Same sources for every receiver.
-SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
+# Each load run binds its sockets to four loopback addresses of its own, 127.0.K.2–5 for the
+# K-th run: the closing side of each earlier connection sits in TIME_WAIT for a minute, and
+# binding a new socket to a source address crowded with them gets slow (10 000 connections
+# took 4–12 s to open instead of 0.3 s when runs reused the same four addresses). Connecting
+# happens before the load starts its clock, so this only keeps set-up times comparable.
+RUN_NO=0
+next_sources() {
+  RUN_NO=$((RUN_NO + 1))
+  SOURCES="127.0.$RUN_NO.2,127.0.$RUN_NO.3,127.0.$RUN_NO.4,127.0.$RUN_NO.5"
+}
 
 echo "== work directory $WORK"
 echo "== fsync probe (before)"
@@ -206,6 +213,7 @@ port_of() {
 
 load() { # receiver conns duration out
   local rc=0
+  next_sources
   "$BIN" load --to "127.0.0.1:$(port_of "$1")" --conns "$2" --duration "$3" --mix "$MIX" \
     --accounts "$ACCOUNTS" --receiver 1 --source "$SOURCES" --timeout 10s --json \
     >"$4" 2>"$4.err" || rc=$?
@@ -218,22 +226,32 @@ load() { # receiver conns duration out
 }
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 for n in $CONNS; do
   for rx in ceiling tocsin pysia; do
     echo "== $rx, $n connections: warm-up $WARMUP, then $DURATION"
     load "$rx" "$n" "$WARMUP" "$WORK/results/$rx-$n-warmup.json"
-    if [ "$rx" = tocsin ]; then journal_metrics >"$WORK/results/$rx-$n.journal-before"; fi
+    if [ "$rx" = tocsin ]; then
+      # The disk is shared: its fsync latency moves with other processes' writes, so each
+      # point's disk bound comes from probes taken just before and just after its run.
+      "$BIN" fsync-probe --dir "$WORK/data" --count 1000 --json >"$WORK/results/fsync-$n-before.json"
+      journal_metrics >"$WORK/results/$rx-$n.journal-before"
+    fi
     cpu0=$(cpu_ticks "$(pid_of "$rx")")
     load "$rx" "$n" "$DURATION" "$WORK/results/$rx-$n.json"
     cpu1=$(cpu_ticks "$(pid_of "$rx")")
-    if [ "$rx" = tocsin ]; then journal_metrics >"$WORK/results/$rx-$n.journal-after"; fi
+    if [ "$rx" = tocsin ]; then
+      journal_metrics >"$WORK/results/$rx-$n.journal-after"
+      "$BIN" fsync-probe --dir "$WORK/data" --count 1000 --json >"$WORK/results/fsync-$n-after.json"
+    fi
     echo "$(((cpu1 - cpu0) * 1000 / $(getconf CLK_TCK)))" >"$WORK/results/$rx-$n.cpu-ms"
     jq -c '{frames_per_s, ack, nak, duh, timeouts, errors, connect_s, p50: .latency_us.p50, p99: .latency_us.p99}' \
       "$WORK/results/$rx-$n.json" || true
   done
 done
 ELAPSED=$((SECONDS - T0))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== fsync probe (after)"
 "$BIN" fsync-probe --dir "$WORK/data" --count 3000 --json >"$WORK/results/fsync-after.json"
@@ -273,13 +291,14 @@ jq -n \
   --arg mix "$MIX" \
   --arg conns "$CONNS" \
   --arg accounts "$ACCOUNTS" \
-  --arg sources "$SOURCES" \
+  --arg sources "127.0.K.2–5, K = 1…$RUN_NO, a fresh K for each run" \
   --arg nofile "$NOFILE" \
   --arg pysia "$PYSIA_INSTALLED" \
   --arg python "$PY_VERSION" \
   --arg rustc "$(rustc --version)" \
   --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
   --arg tocsin_hwm_kib "$TOCSIN_RSS" \
+  --arg loadavg "$LOAD_START at the start, $LOAD_END at the end" \
   '$ARGS.named' >"$WORK/results/meta.json"
 
 python3 "$ROOT/benches/e2e/report.py" e2e "$WORK/results" "$OUT"

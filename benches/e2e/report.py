@@ -313,7 +313,8 @@ def idle(result, out):
         f"{r.get('conns')} TCP panels (`tocsin load --conns {r.get('conns')} --mix null "
         f"--rate {r.get('rate')}`, i.e. each panel sends one NULL every {r.get('interval_s')} s, "
         f"from {r.get('sources')}) against `tocsin run` (journal on disk, defaults otherwise). "
-        f"`VmRSS` of the daemon from `/proc/PID/status`:"
+        f"`VmRSS` of the daemon from `/proc/PID/status` (user-space memory: the kernel's socket "
+        f"buffers are not in it):"
     )
     w("")
     w("| moment | connections open at tocsin | VmRSS | per panel over the baseline |")
@@ -344,7 +345,8 @@ def idle(result, out):
     w("")
     w(
         f"Load summary: {r.get('ack')} ACK, {r.get('nak')} NAK, {r.get('timeouts')} timeouts, "
-        f"{r.get('errors')} errors over {r.get('duration_s')} s; connecting took {r.get('connect_s')} s."
+        f"{r.get('errors')} errors over the whole run of {r.get('duration_s')} s (two NULLs per "
+        f"panel); connecting took {r.get('connect_s')} s."
     )
     replace_section(out, "idle", "\n".join(lines))
 

@@ -345,7 +345,7 @@ def idle(result, out):
     w("")
     w(
         f"Load summary: {r.get('ack')} ACK, {r.get('nak')} NAK, {r.get('timeouts')} timeouts, "
-        f"{r.get('errors')} errors over the whole run of {r.get('duration_s')} s (two NULLs per "
+        f"{r.get('errors')} errors over the whole run of {r.get('duration_s')} s (two or three NULLs per "
         f"panel); connecting took {r.get('connect_s')} s."
     )
     replace_section(out, "idle", "\n".join(lines))

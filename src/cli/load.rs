@@ -113,6 +113,10 @@ pub struct LoadArgs {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Receiver number to put in every frame's `R` field (1–6 hex digits; none by default).
+    /// Some receivers mishandle frames without one: pysiaalarm answers them with `RNone`.
+    #[arg(long)]
+    pub receiver: Option<String>,
 }
 
 /// What a frame carries.
@@ -309,6 +313,8 @@ struct Shared {
     mix: Vec<Kind>,
     accounts: usize,
     sources: Vec<IpAddr>,
+    /// Digits of the `R` field, if frames carry one.
+    receiver: Option<String>,
     timeout: Duration,
     /// Interval between two frames of one panel under `--rate`.
     period: Option<Duration>,
@@ -611,7 +617,7 @@ impl Panel {
         let spec = FrameSpec {
             token: kind.token(),
             seq: std::str::from_utf8(&self.seq_text).unwrap_or("0001"),
-            receiver: None,
+            receiver: shared.receiver.as_deref(),
             line: "0",
             account: &self.account,
             data: &self.data,
@@ -834,6 +840,11 @@ pub fn run(args: LoadArgs) -> Result<i32> {
     if args.timeout.is_zero() {
         bail!("--timeout must be above zero");
     }
+    if let Some(r) = &args.receiver {
+        if r.is_empty() || r.len() > 6 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--receiver must be 1 to 6 hex digits");
+        }
+    }
     if args.duration.is_some_and(|d| d.is_zero()) {
         bail!("--duration must be above zero");
     }
@@ -888,6 +899,7 @@ pub fn run(args: LoadArgs) -> Result<i32> {
         mix: args.mix.clone(),
         accounts,
         sources: args.source.clone(),
+        receiver: args.receiver.clone(),
         timeout: args.timeout,
         period: args
             .rate
@@ -1139,6 +1151,7 @@ fn summarize(
         "mix": args.mix.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "sent_by_kind": sent_by_kind,
         "accounts": shared.accounts,
+        "receiver": shared.receiver,
         "encrypted": shared.key.is_some(),
         "rate_limit": args.rate,
         "timeout_s": args.timeout.as_secs_f64(),

@@ -18,9 +18,33 @@ use super::event::ContentKey;
 
 const SHARDS: usize = 16;
 
+/// Content keys are xxh3-128 digests already: the table hashes one by taking its upper
+/// 64 bits (the shard is picked from the lower ones) instead of running SipHash over it.
+/// The keys depend on what panels send, but finding collisions in xxh3's upper half for
+/// a chosen slot is the only way to crowd a bucket, and a crowded bucket costs a probe,
+/// not a wrong answer.
+#[derive(Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v >> 64) as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    expiry: HashMap<ContentKey, i64>,
+    expiry: HashMap<ContentKey, i64, std::hash::BuildHasherDefault<DigestHasher>>,
     order: VecDeque<(i64, ContentKey)>,
 }
 

@@ -18,10 +18,7 @@ pub mod receiver;
 pub mod report;
 pub mod station;
 
-/// mimalloc instead of glibc's allocator for every program linked with this crate (the
-/// daemon, benches, tests): each frame allocates a handful of small buffers on the
-/// connection's worker thread and frees some of them on the journal writer's, the pattern
-/// where glibc's free path costs most. The per-frame decision spent about a quarter of its
-/// instructions in glibc `malloc`/`free`.
+pub mod alloc;
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;

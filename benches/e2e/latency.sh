@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# ACK latency at a sustainable load, against the disk's own fdatasync latency.
+#
+#   benches/e2e/latency.sh [--conns 1000] [--duration 20s]
+#
+# Starts `tocsin run` (journal on a real disk under the cargo target dir, ACK after
+# fdatasync), finds its peak rate with N closed-loop panels (a short full-speed run), then
+# runs the same panels capped at half that rate (`--rate`, total over all panels) and compares
+# the ACK latency p99 with the p99 of `tocsin fsync-probe` in the journal's directory, taken
+# just before and just after the paced run. Bar: p99 ACK ≤ p99 fdatasync + 2 ms.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CONNS=1000
+DURATION=20s
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --conns) CONNS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    *) echo "usage: $0 [--conns N] [--duration D]" >&2; exit 2 ;;
+  esac
+done
+ulimit -n "$(ulimit -Hn)"
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release --quiet --bin tocsin
+BIN=$TARGET/release/tocsin
+mkdir -p "$TARGET/tmp"
+WORK=$(mktemp -d "$TARGET/tmp/latency.XXXXXX")
+TOCSIN_PID=
+cleanup() {
+  [ -n "$TOCSIN_PID" ] && kill "$TOCSIN_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+HTTP=$(free_port)
+cat >"$WORK/tocsin.toml" <<CONF
+[receiver]
+id = "latency"
+data_dir = "$WORK/data"
+[[listen]]
+address = "127.0.0.1:$PORT"
+transport = "tcp"
+[http]
+address = "127.0.0.1:$HTTP"
+[output]
+stdout = false
+[limits]
+max_connections_per_peer = 19000
+CONF
+"$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &
+TOCSIN_PID=$!
+for _ in $(seq 300); do
+  curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null && break
+  sleep 0.1
+done
+SRC="127.0.77.2,127.0.77.3,127.0.77.4,127.0.77.5"
+LOAD=("$BIN" load --to "127.0.0.1:$PORT" --conns "$CONNS" --mix sia,cid --accounts "$CONNS" --source "$SRC")
+echo "== peak: $CONNS panels at full speed, 8 s"
+"${LOAD[@]}" --duration 8s >"$WORK/peak.json"
+PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frames_per_s"])' "$WORK/peak.json")
+RATE=$(python3 -c "print(round($PEAK / 2))")
+echo "   peak $PEAK frames/s; pacing at $RATE"
+"$BIN" fsync-probe --dir "$WORK/data" --count 2000 --json >"$WORK/fsync-before.json"
+echo "== paced: $CONNS panels at $RATE frames/s in all, $DURATION"
+"${LOAD[@]}" --duration "$DURATION" --rate "$RATE" >"$WORK/paced.json"
+"$BIN" fsync-probe --dir "$WORK/data" --count 2000 --json >"$WORK/fsync-after.json"
+python3 - "$WORK" "$CONNS" <<'PY'
+import json, sys
+w, conns = sys.argv[1], sys.argv[2]
+peak = json.load(open(f"{w}/peak.json"))
+paced = json.load(open(f"{w}/paced.json"))
+fb = json.load(open(f"{w}/fsync-before.json"))["latency_us"]
+fa = json.load(open(f"{w}/fsync-after.json"))["latency_us"]
+l = paced["latency_us"]
+fsync_p99 = max(fb["p99"], fa["p99"])
+bar = fsync_p99 + 2000
+print(f"\n== result ({conns} panels)")
+print(f"peak                {peak['frames_per_s']:.0f} frames/s")
+print(f"paced               {paced['frames_per_s']:.0f} frames/s (ack {paced['ack']}, nak {paced['nak']}, timeouts {paced['timeouts']}, errors {paced['errors']})")
+print(f"ACK latency         p50 {l['p50']} µs, p90 {l['p90']} µs, p99 {l['p99']} µs, p99.9 {l['p99_9']} µs, max {l['max']} µs")
+print(f"fdatasync p99       {fb['p99']} µs before, {fa['p99']} µs after (p50 {fb['p50']} / {fa['p50']} µs)")
+print(f"bar: p99 ACK {l['p99']} µs ≤ {bar} µs (larger fsync p99 + 2 ms): {'met' if l['p99'] <= bar else 'NOT met'}")
+PY

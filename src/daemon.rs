@@ -213,6 +213,10 @@ impl Probe for Health {
         // Gauges read at scrape time: cheap, and always current.
         let m = &self.metrics;
         m.dedup_keys.set(self.station.dedup.len() as i64);
+        let evicted = self.station.dedup.evicted();
+        if let Some(new) = evicted.checked_sub(m.dedup_evicted.get()) {
+            m.dedup_evicted.inc_by(new);
+        }
         let stats = self.journal.stats();
         m.journal_durable_lsn
             .set(i64::try_from(stats.durable_lsn()).unwrap_or(i64::MAX));
@@ -309,7 +313,7 @@ pub async fn run(
     tracing::info!(data_dir = %data_dir.display(), durable_lsn = journal.durable_lsn(), report = ?report, "journal open");
     let handle = journal.handle();
 
-    let dedup = Dedup::new(config.dedup.window);
+    let dedup = Dedup::with_limit(config.dedup.window, config.dedup.max_keys);
     let now_s = unix_now();
     let mut supervisor = Supervisor::new(now_s);
     configure_supervision(&mut supervisor, &settings, now_s);

@@ -138,14 +138,23 @@ fn default_future() -> Duration {
 pub struct DedupSection {
     #[serde(default = "default_dedup_window", with = "units::duration")]
     pub window: Duration,
+    /// Content keys remembered at most (about 60 bytes each); past it the oldest go first
+    /// and the window shortens (`tocsin_dedup_evicted_total` counts them).
+    #[serde(default = "default_dedup_max_keys")]
+    pub max_keys: usize,
 }
 
 impl Default for DedupSection {
     fn default() -> Self {
         DedupSection {
             window: default_dedup_window(),
+            max_keys: default_dedup_max_keys(),
         }
     }
+}
+
+fn default_dedup_max_keys() -> usize {
+    crate::receiver::dedup::DEFAULT_MAX_KEYS
 }
 
 fn default_dedup_window() -> Duration {

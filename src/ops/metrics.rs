@@ -25,6 +25,7 @@ pub struct Metrics {
     pub journal_failures: IntCounter,
     pub journal_errors: IntCounterVec,
     pub dedup_keys: IntGauge,
+    pub dedup_evicted: IntCounter,
     pub reloads: IntCounterVec,
     pub listeners: IntGaugeVec,
     pub sink_backlog: IntGaugeVec,
@@ -160,6 +161,11 @@ impl Metrics {
         )?;
         let dedup_keys = IntGauge::new("tocsin_dedup_keys", "Content keys in the dedup window.")?;
         r.register(Box::new(dedup_keys.clone()))?;
+        let dedup_evicted = IntCounter::new(
+            "tocsin_dedup_evicted_total",
+            "Content keys dropped from the dedup window before their time because it was full ([dedup] max_keys).",
+        )?;
+        r.register(Box::new(dedup_evicted.clone()))?;
         let reloads = counter_vec(
             &r,
             "tocsin_reloads_total",
@@ -281,6 +287,7 @@ impl Metrics {
             journal_failures,
             journal_errors,
             dedup_keys,
+            dedup_evicted,
             reloads,
             listeners,
             sink_backlog,

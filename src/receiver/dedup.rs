@@ -7,16 +7,24 @@
 //! carry the same event ids, and the bus's duplicate window keeps one.
 //!
 //! Sharded so that connection tasks on different cores rarely meet on one lock; each
-//! shard expires its keys in arrival order from a queue, so memory is bounded by the
-//! traffic of one window.
+//! shard expires its keys in arrival order from a queue, so memory follows the traffic of
+//! one window — and is capped: a flood (90 k frames/s over a 10 min window would be 54 M
+//! keys, gigabytes) evicts the oldest keys first, so the window shortens under load instead
+//! of the process growing without bound. An evicted key only means a late retransmission
+//! is journaled again; its events keep their ids and the bus still keeps one copy.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use super::decide::SeenKeys;
 use super::event::ContentKey;
 
 const SHARDS: usize = 16;
+
+/// Keys kept at most by default: about 60 bytes each, so ~240 MiB; a station receiving
+/// 6 600 frames/s on average still keeps its whole 10 min window.
+pub const DEFAULT_MAX_KEYS: usize = 4_000_000;
 
 /// Content keys are xxh3-128 digests already: the table hashes one by taking its upper
 /// 64 bits (the shard is picked from the lower ones) instead of running SipHash over it.
@@ -66,15 +74,29 @@ impl Shard {
 /// The dedup window shared by all connections.
 pub struct Dedup {
     window_micros: i64,
+    shard_cap: usize,
+    evicted: AtomicU64,
     shards: [Mutex<Shard>; SHARDS],
 }
 
 impl Dedup {
     pub fn new(window: std::time::Duration) -> Dedup {
+        Dedup::with_limit(window, DEFAULT_MAX_KEYS)
+    }
+
+    /// A window keeping at most about `max_keys` keys (the oldest go first).
+    pub fn with_limit(window: std::time::Duration, max_keys: usize) -> Dedup {
         Dedup {
             window_micros: i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
+            shard_cap: (max_keys / SHARDS).max(1),
+            evicted: AtomicU64::new(0),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         }
+    }
+
+    /// Keys dropped before their window ended because the cap was reached.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
     }
 
     fn shard(&self, key: ContentKey) -> &Mutex<Shard> {
@@ -90,6 +112,16 @@ impl Dedup {
         shard.expire(at_micros);
         shard.expiry.insert(key, until);
         shard.order.push_back((until, key));
+        while shard.order.len() > self.shard_cap {
+            let Some((at, old)) = shard.order.pop_front() else {
+                break;
+            };
+            // Only the queue entry holding the key's current expiry removes it.
+            if shard.expiry.get(&old) == Some(&at) {
+                shard.expiry.remove(&old);
+                self.evicted.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// Whether `key` was acknowledged within the window before `now_micros`.
@@ -161,5 +193,20 @@ mod tests {
         d.insert(k, 5_000_000);
         d.insert(ContentKey(7 + SHARDS as u128), 11_000_000);
         assert!(d.contains(k, 12_000_000));
+    }
+
+    #[test]
+    fn the_cap_evicts_the_oldest_keys_first() {
+        let d = Dedup::with_limit(Duration::from_secs(600), 16 * 4);
+        // 16 shards of 4: insert far more keys than fit, spread over every shard.
+        let keys: Vec<ContentKey> = (0..1000u128).map(|i| ContentKey(i * 0x1_0001)).collect();
+        for (t, k) in keys.iter().enumerate() {
+            d.insert(*k, t as i64);
+        }
+        assert!(d.len() <= 64, "{} keys kept", d.len());
+        assert_eq!(d.evicted(), 1000 - d.len() as u64);
+        // The newest of each shard are kept, the oldest gone.
+        assert!(d.contains(keys[999], 1000));
+        assert!(!d.contains(keys[0], 1000));
     }
 }

@@ -11,8 +11,8 @@ use tocsin::protocol::dc09::parse_frame;
 use tocsin::protocol::response;
 use tocsin::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
 use tocsin::receiver::decide::{decide, NothingSeen, TimePolicy};
-use tocsin::receiver::event::{ContentKey, Transport};
-use tocsin::receiver::normalize::{self, Arrival, FrameFacts, Payload};
+use tocsin::receiver::event::Transport;
+use tocsin::receiver::normalize::{self, Arrival};
 
 const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
 const CID: &[u8] = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
@@ -73,28 +73,11 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             let mut scratch = Vec::new();
             b.iter(|| {
-                let f = parse_frame(black_box(frame)).ok()?;
-                let content = f.open(None, &mut scratch).ok()?;
-                let account = f.header.account.number().unwrap_or("");
-                let key = ContentKey::of(
-                    account,
-                    f.header.token,
-                    f.header.seq,
-                    content.data,
-                    &[],
-                    content.timestamp,
-                );
-                let facts = FrameFacts {
-                    arrival: &arrival,
-                    header: &f.header,
-                    content: &content,
-                    account,
-                    raw: frame,
-                    key,
-                    unknown_account: false,
-                };
-                let payload = Payload::of_token(f.header.token)?;
-                Some(black_box(normalize::events(&facts, payload)))
+                black_box(normalize::decode_clear(
+                    black_box(frame),
+                    &arrival,
+                    &mut scratch,
+                ))
             })
         });
     }

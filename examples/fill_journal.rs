@@ -158,7 +158,7 @@ fn record(n: u64, now: UtcDateTime) -> (i64, Vec<u8>) {
         events: vec![event],
     };
     let micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(0);
-    (micros, rec.to_bytes())
+    (micros, rec.into_bytes())
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,11 +6,10 @@
 use std::hint::black_box;
 
 use tocsin::protocol::crypto::Key;
-use tocsin::protocol::dc09::parse_frame;
 use tocsin::receiver::accounts::{Account, AccountTable, UnknownPolicy};
 use tocsin::receiver::decide::{decide, NothingSeen, TimePolicy};
-use tocsin::receiver::event::{ContentKey, Transport};
-use tocsin::receiver::normalize::{self, Arrival, FrameFacts, Payload};
+use tocsin::receiver::event::Transport;
+use tocsin::receiver::normalize::{self, Arrival};
 
 const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
 const CID: &[u8] = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
@@ -47,7 +46,11 @@ fn main() {
     if which == "decode" {
         let mut scratch = Vec::new();
         for _ in 0..n {
-            black_box(decode(black_box(SIA), &arrival, &mut scratch));
+            black_box(normalize::decode_clear(
+                black_box(SIA),
+                &arrival,
+                &mut scratch,
+            ));
         }
         let per = started.elapsed().as_nanos() as f64 / n as f64;
         eprintln!("{which}: {per:.0} ns per decode (wall clock, {n} iterations)");
@@ -66,28 +69,4 @@ fn main() {
     }
     let per = started.elapsed().as_nanos() as f64 / n as f64;
     eprintln!("{which}: {per:.0} ns per decide (wall clock, {n} iterations)");
-}
-
-fn decode(frame: &[u8], arrival: &Arrival<'_>, scratch: &mut Vec<u8>) -> Option<usize> {
-    let f = parse_frame(frame).ok()?;
-    let content = f.open(None, scratch).ok()?;
-    let account = f.header.account.number().unwrap_or("");
-    let key = ContentKey::of(
-        account,
-        f.header.token,
-        f.header.seq,
-        content.data,
-        &[],
-        content.timestamp,
-    );
-    let facts = FrameFacts {
-        arrival,
-        header: &f.header,
-        content: &content,
-        account,
-        raw: frame,
-        key,
-        unknown_account: false,
-    };
-    Some(normalize::events(&facts, Payload::of_token(f.header.token)?).len())
 }

@@ -98,7 +98,12 @@ impl Station {
             at: rfc3339(now),
             transport: Some(CompactString::const_new(transport.as_str())),
             peer: peer_text.clone(),
-            raw: Some(escape(raw)),
+            // Every event of the frame carries it already escaped.
+            raw: Some(
+                d.events
+                    .first()
+                    .map_or_else(|| escape(raw), |e| e.raw.clone()),
+            ),
             reply: d.reply.bytes().map(escape),
             outcome: Some(CompactString::const_new(d.outcome.reply_label())),
             reason: Some(CompactString::const_new(d.outcome.reason_label())),
@@ -108,7 +113,7 @@ impl Station {
         };
         let events_by_class: Vec<&'static str> =
             record.events.iter().map(|e| e.class.as_str()).collect();
-        let payload = record.to_bytes();
+        let payload = record.into_bytes();
 
         let reply = match d.reply {
             Reply::AfterDurable(ack) => {
@@ -228,7 +233,7 @@ impl Station {
                 .inc();
         }
         let record = JournalRecord::internal(rfc3339(now), events);
-        if let Err(e) = self.journal.append(micros(now), record.to_bytes()).await {
+        if let Err(e) = self.journal.append(micros(now), record.into_bytes()).await {
             tracing::error!(error = %e, "supervision events could not be journaled");
             self.metrics
                 .journal_errors

@@ -359,6 +359,7 @@ pub fn decide_frame(
         content: &content,
         account: account_id,
         raw,
+        raw_text: Default::default(),
         key: content_key,
         unknown_account: account.is_none(),
     };

@@ -37,6 +37,8 @@ pub struct FrameFacts<'a> {
     pub content: &'a Content<'a>,
     pub account: &'a str,
     pub raw: &'a [u8],
+    /// `raw` escaped, made by the first event that needs it and shared by the others.
+    pub raw_text: std::cell::OnceCell<String>,
     pub key: ContentKey,
     pub unknown_account: bool,
 }
@@ -58,6 +60,38 @@ impl Payload {
             _ => None,
         }
     }
+}
+
+/// Decodes one clear frame into its events, nothing else: frame (CRC, header), payload,
+/// classification and the normalized events, without account policy, dedup or reply.
+/// The scope of the protocol benchmark and of the instruction-count profile.
+pub fn decode_clear(
+    frame: &[u8],
+    arrival: &Arrival<'_>,
+    scratch: &mut Vec<u8>,
+) -> Option<Vec<Event>> {
+    let f = crate::protocol::dc09::parse_frame(frame).ok()?;
+    let content = f.open(None, scratch).ok()?;
+    let account = f.header.account.number().unwrap_or("");
+    let key = ContentKey::of(
+        account,
+        f.header.token,
+        f.header.seq,
+        content.data,
+        &[],
+        content.timestamp,
+    );
+    let facts = FrameFacts {
+        arrival,
+        header: &f.header,
+        content: &content,
+        account,
+        raw: frame,
+        raw_text: Default::default(),
+        key,
+        unknown_account: false,
+    };
+    Some(events(&facts, Payload::of_token(f.header.token)?))
 }
 
 /// The events of a frame. NULL polls make none.
@@ -132,7 +166,7 @@ pub fn base_event(
     e.line_no = h.has_line.then(|| CompactString::new(h.line));
     e.panel_time = facts.content.timestamp.map(panel_rfc3339);
     e.unknown_account = facts.unknown_account;
-    e.raw = escape(facts.raw);
+    e.raw = facts.raw_text.get_or_init(|| escape(facts.raw)).clone();
     apply_ext(&mut e, facts.content);
     e
 }

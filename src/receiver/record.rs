@@ -10,7 +10,7 @@
 //! JSON lies, its id, account and class), so the bus forwarder publishes an event by slicing
 //! the payload instead of parsing the record twice: parsing was the larger part of the
 //! forwarder's CPU. Layout: byte `0x01` (a bare JSON record starts with `{`, and those are
-//! still read), event count (u16 LE), per event its JSON start and length (u32 LE each,
+//! still read), event count (u32 LE), per event its JSON start and length (u32 LE each,
 //! from the start of the payload) and three strings (id, account, class: u16 LE length and
 //! bytes), then the JSON object.
 
@@ -83,15 +83,16 @@ impl JournalRecord {
     }
 
     /// The journal payload: the events' index, then the record as JSON.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // The record without its events first, then each event, so their spans are known.
-        // Serialising plain data to a Vec cannot fail; an empty record would be skipped
-        // by readers rather than crash anything.
-        let mut json = serde_json::to_vec(&Head::of(self)).unwrap_or_default();
-        let mut spans = Vec::with_capacity(self.events.len());
-        if !self.events.is_empty() && json.pop() == Some(b'}') {
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        let events = std::mem::take(&mut self.events);
+        // The record without its events first (an empty list is not written), then each
+        // event, so their spans are known. Serialising plain data to a Vec cannot fail; an
+        // empty record would be skipped by readers rather than crash anything.
+        let mut json = serde_json::to_vec(&self).unwrap_or_default();
+        let mut spans = Vec::with_capacity(events.len());
+        if !events.is_empty() && json.pop() == Some(b'}') {
             json.extend_from_slice(b",\"events\":[");
-            for (i, e) in self.events.iter().enumerate() {
+            for (i, e) in events.iter().enumerate() {
                 if i > 0 {
                     json.push(b',');
                 }
@@ -101,31 +102,23 @@ impl JournalRecord {
             }
             json.extend_from_slice(b"]}");
         }
-        let strings: usize = self
-            .events
+        // Marker and count, then per event two u32 and three length-prefixed strings.
+        let index_len = 5 + events
             .iter()
-            .map(|e| e.id.len() + e.account.len() + e.class.as_str().len() + 14)
-            .sum();
-        let mut out = Vec::with_capacity(3 + strings + json.len());
+            .map(|e| 8 + texts(e).iter().map(|t| 2 + t.len()).sum::<usize>())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(index_len + json.len());
         out.push(INDEXED);
-        out.extend_from_slice(&(spans.len() as u16).to_le_bytes());
-        let mut entries = Vec::with_capacity(strings);
-        for (e, span) in self.events.iter().zip(&spans) {
-            entries.push((
-                span.clone(),
-                [e.id.as_str(), e.account.as_str(), e.class.as_str()],
-            ));
-        }
-        let json_at = 3 + strings;
-        for (span, texts) in entries {
-            out.extend_from_slice(&((json_at + span.start) as u32).to_le_bytes());
+        out.extend_from_slice(&(spans.len() as u32).to_le_bytes());
+        for (e, span) in events.iter().zip(&spans) {
+            out.extend_from_slice(&((index_len + span.start) as u32).to_le_bytes());
             out.extend_from_slice(&(span.len() as u32).to_le_bytes());
-            for t in texts {
+            for t in texts(e) {
                 out.extend_from_slice(&(t.len() as u16).to_le_bytes());
                 out.extend_from_slice(t.as_bytes());
             }
         }
-        debug_assert_eq!(out.len(), json_at);
+        debug_assert_eq!(out.len(), index_len);
         out.extend_from_slice(&json);
         out
     }
@@ -141,6 +134,11 @@ pub fn json_of(payload: &[u8]) -> Result<&[u8], RecordError> {
         Some(&INDEXED) => Ok(index(payload)?.1),
         _ => Ok(payload),
     }
+}
+
+/// What the index says of an event besides its span.
+fn texts(e: &Event) -> [&str; 3] {
+    [e.id.as_str(), e.account.as_str(), e.class.as_str()]
 }
 
 /// Why a journal payload is not a record.
@@ -174,11 +172,12 @@ fn index(payload: &[u8]) -> Result<(Vec<Routed<'_>>, &[u8]), RecordError> {
     let mut r = Cursor {
         rest: payload.get(1..).ok_or(RecordError::Index)?,
     };
-    let count = r.u16()?;
-    let mut events = Vec::with_capacity(usize::from(count));
+    let count = u32::from_le_bytes(r.array()?);
+    // Each entry takes at least 14 bytes: a damaged count cannot reserve more than that.
+    let mut events = Vec::with_capacity((count as usize).min(r.rest.len() / 14));
     for _ in 0..count {
-        let start = r.u32()? as usize;
-        let len = r.u32()? as usize;
+        let start = u32::from_le_bytes(r.array()?) as usize;
+        let len = u32::from_le_bytes(r.array()?) as usize;
         let id = r.text()?;
         let account = r.text()?;
         let class = r.text()?;
@@ -210,64 +209,13 @@ impl<'p> Cursor<'p> {
         Ok(head)
     }
 
-    fn u16(&mut self) -> Result<u16, RecordError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes(
-            b.try_into().map_err(|_| RecordError::Index)?,
-        ))
-    }
-
-    fn u32(&mut self) -> Result<u32, RecordError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes(
-            b.try_into().map_err(|_| RecordError::Index)?,
-        ))
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        self.take(N)?.try_into().map_err(|_| RecordError::Index)
     }
 
     fn text(&mut self) -> Result<&'p str, RecordError> {
-        let len = usize::from(self.u16()?);
+        let len = usize::from(u16::from_le_bytes(self.array()?));
         std::str::from_utf8(self.take(len)?).map_err(|_| RecordError::Index)
-    }
-}
-
-/// The record's own fields, borrowed, for serialising it without its events. Same names
-/// and order as [`JournalRecord`].
-#[derive(Serialize)]
-struct Head<'r> {
-    kind: RecordKind,
-    at: &'r str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    transport: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    raw: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reply: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<&'r str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'r str>,
-}
-
-impl<'r> Head<'r> {
-    fn of(r: &'r JournalRecord) -> Head<'r> {
-        Head {
-            kind: r.kind,
-            at: &r.at,
-            transport: r.transport.as_deref(),
-            peer: r.peer.as_deref(),
-            raw: r.raw.as_deref(),
-            reply: r.reply.as_deref(),
-            outcome: r.outcome.as_deref(),
-            reason: r.reason.as_deref(),
-            account: r.account.as_deref(),
-            key: r.key.as_deref(),
-        }
     }
 }
 
@@ -310,7 +258,7 @@ mod tests {
     #[test]
     fn indexed_round_trip_and_spans() {
         let rec = frame_record(vec![event("a1", "1234"), event("b2", "99")]);
-        let bytes = rec.to_bytes();
+        let bytes = rec.clone().into_bytes();
         assert_eq!(bytes.first(), Some(&INDEXED));
         let back = JournalRecord::from_bytes(&bytes).unwrap();
         assert_eq!(
@@ -342,7 +290,7 @@ mod tests {
     #[test]
     fn records_without_events_and_bare_json_still_read() {
         let rec = frame_record(Vec::new());
-        let bytes = rec.to_bytes();
+        let bytes = rec.into_bytes();
         assert_eq!(routed(&bytes).unwrap().unwrap(), Vec::new());
         assert_eq!(
             JournalRecord::from_bytes(&bytes)
@@ -358,13 +306,13 @@ mod tests {
 
     #[test]
     fn damaged_index_is_an_error() {
-        let bytes = frame_record(vec![event("a1", "1234")]).to_bytes();
+        let bytes = frame_record(vec![event("a1", "1234")]).into_bytes();
         for cut in 0..bytes.len().min(60) {
             let _ = JournalRecord::from_bytes(&bytes[..cut]);
             let _ = routed(&bytes[..cut]);
         }
         let mut bad = bytes.clone();
-        bad[3..7].copy_from_slice(&u32::MAX.to_le_bytes());
+        bad[5..9].copy_from_slice(&u32::MAX.to_le_bytes()); // the first event's JSON start
         assert!(matches!(routed(&bad), Some(Err(RecordError::Index))));
     }
 }

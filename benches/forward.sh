@@ -15,6 +15,7 @@
 # of the daemon (perf, cpu-clock) for the first 8 s of the catch-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 N=${1:-1000000}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -40,9 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 NATS_PORT=$(free_port)
 PANEL_PORT=$(free_port)
 HTTP_PORT=$(free_port)
@@ -50,10 +48,7 @@ MON_PORT=$(free_port)
 
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -m "$MON_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 NATS_PID=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
-  sleep 0.1
-done
+wait_port "$NATS_PORT"
 
 echo "== filling a journal with $N records"
 "$FILL" "$WORK/data" "$N" --cursor-zero

@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+. benches/lib.sh
 
 CONNS=15000
 INTERVAL=60
@@ -61,9 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PORT=$(free_port)
 HTTP=$(free_port)
 {
@@ -96,10 +94,7 @@ max_connections_per_peer = 19000
 EOF
 "$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &
 TOCSIN_PID=$!
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null && break
-  sleep 0.1
-done
+wait_ready "$HTTP" "$WORK/tocsin.log"
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$TOCSIN_PID/status"; }
 metric() { # sum of a metric's series

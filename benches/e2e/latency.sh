@@ -10,6 +10,7 @@
 # just before and just after the paced run. Bar: p99 ACK ≤ p99 fdatasync + 2 ms.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/lib.sh
 CONNS=1000
 DURATION=20s
 while [ $# -gt 0 ]; do
@@ -32,9 +33,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PORT=$(free_port)
 HTTP=$(free_port)
 cat >"$WORK/tocsin.toml" <<CONF
@@ -53,10 +51,7 @@ max_connections_per_peer = 19000
 CONF
 "$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &
 TOCSIN_PID=$!
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null && break
-  sleep 0.1
-done
+wait_ready "$HTTP" "$WORK/tocsin.log"
 SRC="127.0.77.2,127.0.77.3,127.0.77.4,127.0.77.5"
 LOAD=("$BIN" load --to "127.0.0.1:$PORT" --conns "$CONNS" --mix sia,cid --accounts "$CONNS" --source "$SRC")
 echo "== peak: $CONNS panels at full speed, 8 s"

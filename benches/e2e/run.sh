@@ -36,6 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+. benches/lib.sh
 
 DURATION=12s
 WARMUP=3s
@@ -94,17 +95,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 # The accounts tocsin load sends: 100000 + i for i < K (account_id in src/cli/load.rs). One
 # account per panel at the largest point; smaller points use the first ones.
@@ -178,15 +168,7 @@ PYSIA_PID=$!
 
 wait_port "$CEILING_PORT"
 wait_port "$PYSIA_PORT"
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$TOCSIN_HTTP/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$TOCSIN_HTTP/readyz" >/dev/null || {
-  echo "tocsin did not become ready:" >&2
-  cat "$WORK/tocsin.log" >&2
-  exit 1
-}
+wait_ready "$TOCSIN_HTTP" "$WORK/tocsin.log"
 
 pid_of() {
   case "$1" in
@@ -195,8 +177,6 @@ pid_of() {
     pysia) echo "$PYSIA_PID" ;;
   esac
 }
-# CPU time (user + system, clock ticks) a process has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # tocsin's journal counters, to tell what group commit did during a run.
 journal_metrics() {
   curl -sf "http://127.0.0.1:$TOCSIN_HTTP/metrics" |

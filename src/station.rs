@@ -21,7 +21,7 @@ use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::dc09::CrcForm;
 use crate::protocol::response;
 use crate::protocol::text::escape;
-use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
+use crate::receiver::decide::{decide, FrameSummary, NakReason, Outcome, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::{rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
@@ -63,6 +63,7 @@ impl Station {
         let started = Instant::now();
         let now = UtcDateTime::now();
         let now_us = micros(now);
+        let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let settings = self.settings.load();
         let config = &settings.config;
         let time = TimePolicy {
@@ -169,7 +170,6 @@ impl Station {
             Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate
         );
         if let (true, Some(heard)) = (acked, &d.heard) {
-            let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
             let changes = self
                 .supervisor
                 .lock()
@@ -182,7 +182,7 @@ impl Station {
         let verdict = if acked {
             Verdict::Drop
         } else {
-            REJECTION_LOG.check(u64::try_from(now.unix_timestamp()).unwrap_or(0))
+            REJECTION_LOG.check(now_s)
         };
         if let Verdict::Log { suppressed } = verdict {
             if suppressed > 0 {
@@ -199,14 +199,7 @@ impl Station {
                 "frame rejected"
             );
         }
-        self.count(
-            transport,
-            &d.summary.token,
-            d.summary.encrypted,
-            d.outcome.reply_label(),
-            d.outcome.reason_label(),
-            started,
-        );
+        self.count(transport, &d.summary, d.outcome, now_s, started);
         reply
     }
 
@@ -245,18 +238,18 @@ impl Station {
     fn count(
         &self,
         transport: Transport,
-        token: &str,
-        encrypted: bool,
-        outcome: &str,
-        reason: &str,
+        summary: &FrameSummary,
+        ended: Outcome,
+        now_s: u64,
         started: Instant,
     ) {
         let t = transport.as_str();
-        let now_s = u64::try_from(UtcDateTime::now().unix_timestamp()).unwrap_or(0);
+        let token = token_label(&summary.token, summary.encrypted);
+        let (outcome, reason) = (ended.reply_label(), ended.reason_label());
         self.recent.record(now_s, outcome);
         self.metrics
             .frames
-            .with_label_values(&[t, token_label(token, encrypted), outcome, reason])
+            .with_label_values(&[t, token, outcome, reason])
             .inc();
         self.metrics
             .ack_latency

@@ -1,5 +1,7 @@
 //! Journal benchmarks: group-commit throughput at 1, 64 and 1024 concurrent appenders of
-//! 200-byte records on a real disk (the target directory, never tmpfs), and raw record encoding.
+//! 200-byte records on a real disk (the target directory, never tmpfs), raw record encoding,
+//! and the payload of a frame's record (index and JSON) as the receiver builds it before the
+//! ACK, beside plain serde_json serialisation of the same record.
 //!
 //! One iteration of `group_commit/N` is N durable appends (closed loop: N tasks, each awaiting
 //! its append before the next), so criterion's elements/s is durable records per second.
@@ -7,7 +9,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use time::macros::utc_datetime;
 use tocsin::journal::{record, Journal, JournalConfig};
+use tocsin::receiver::event::{rfc3339, Transport};
+use tocsin::receiver::normalize::{self, Arrival};
+use tocsin::receiver::record::{JournalRecord, RecordKind};
 
 const PAYLOAD: usize = 200;
 
@@ -22,6 +28,45 @@ fn encode(c: &mut Criterion) {
             record::encode_into(&mut buf, std::hint::black_box(42), 1, &payload);
             std::hint::black_box(&buf);
         })
+    });
+    g.finish();
+}
+
+fn frame_record(c: &mut Criterion) {
+    const SIA: &[u8] =
+        b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+    let arrival = Arrival {
+        now: utc_datetime!(2024-01-15 12:00:15),
+        transport: Transport::Tcp,
+        peer: None,
+        peer_label: Some("127.0.0.1:40000"),
+        receiver: "bench",
+    };
+    let events = normalize::decode_clear(SIA, &arrival, &mut Vec::new()).expect("SIA decodes");
+    let record = JournalRecord {
+        kind: RecordKind::Frame,
+        at: rfc3339(arrival.now),
+        transport: Some("tcp".into()),
+        peer: Some("127.0.0.1:40000".into()),
+        raw: events.first().map(|e| e.raw.clone()),
+        reply: Some("\\n8F2D0016\"ACK\"0001L0#1234[]\\r".into()),
+        outcome: Some("ack".into()),
+        reason: Some("new".into()),
+        account: Some("1234".into()),
+        key: Some("0123456789abcdef0123456789abcdef".into()),
+        events,
+    };
+    let mut g = c.benchmark_group("frame_record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("payload", |b| {
+        b.iter(|| std::hint::black_box(record.clone().into_bytes()))
+    });
+    g.bench_function("serde_json", |b| {
+        b.iter(|| std::hint::black_box(serde_json::to_vec(&record.clone())))
+    });
+    // What both of the above spend on copying the record, to subtract.
+    g.bench_function("clone_only", |b| {
+        b.iter(|| std::hint::black_box(record.clone()))
     });
     g.finish();
 }
@@ -82,6 +127,6 @@ fn group_commit(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = encode, group_commit
+    targets = encode, frame_record, group_commit
 }
 criterion_main!(benches);

@@ -85,23 +85,24 @@ impl JournalRecord {
     /// The journal payload: the events' index, then the record as JSON.
     pub fn into_bytes(mut self) -> Vec<u8> {
         let events = std::mem::take(&mut self.events);
-        // The record without its events first (an empty list is not written), then each
-        // event, so their spans are known. Serialising plain data to a Vec cannot fail; an
-        // empty record would be skipped by readers rather than crash anything.
-        let mut json = serde_json::to_vec(&self).unwrap_or_default();
+        // The record's own fields first, then each event, so their spans are known. The
+        // JSON is what serde_json would write for the record (an empty list is left out).
+        let mut json = Vec::with_capacity(256 + 640 * events.len());
+        super::json::write_record_head(&mut json, &self);
         let mut spans = Vec::with_capacity(events.len());
-        if !events.is_empty() && json.pop() == Some(b'}') {
+        if !events.is_empty() {
             json.extend_from_slice(b",\"events\":[");
             for (i, e) in events.iter().enumerate() {
                 if i > 0 {
                     json.push(b',');
                 }
                 let start = json.len();
-                let _ = serde_json::to_writer(&mut json, e);
+                super::json::write_event(&mut json, e);
                 spans.push(start..json.len());
             }
-            json.extend_from_slice(b"]}");
+            json.push(b']');
         }
+        json.push(b'}');
         // Marker and count, then per event two u32 and three length-prefixed strings.
         let index_len = 5 + events
             .iter()
@@ -279,12 +280,22 @@ mod tests {
             assert_eq!(parsed.id, e.id);
             assert_eq!(parsed.text, e.text);
         }
-        // The JSON after the index is the same object plain serialisation gives.
-        let plain: serde_json::Value = serde_json::to_value(&rec).unwrap();
-        let after_index: serde_json::Value =
-            serde_json::from_slice(&bytes[bytes.iter().position(|&b| b == b'{').unwrap()..])
-                .unwrap();
-        assert_eq!(after_index, plain);
+        // The JSON after the index is, byte for byte, what serde_json makes of the record.
+        let after_index = json_of(&bytes).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(after_index),
+            serde_json::to_string(&rec).unwrap()
+        );
+        let without_events = frame_record(Vec::new());
+        assert_eq!(
+            String::from_utf8_lossy(json_of(&without_events.clone().into_bytes()).unwrap()),
+            serde_json::to_string(&without_events).unwrap()
+        );
+        let internal = JournalRecord::internal("2024-01-15T12:00:05.000Z".into(), rec.events);
+        assert_eq!(
+            String::from_utf8_lossy(json_of(&internal.clone().into_bytes()).unwrap()),
+            serde_json::to_string(&internal).unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,398 @@
+//! The JSON of events and journal records, written by hand.
+//!
+//! Every acknowledged frame is serialised once on the receiving path, before its ACK, so
+//! this is paid per frame. serde_json's derived code walks ~40 fields through a generic
+//! serializer and escapes strings a byte at a time; here the keys are constants and an
+//! escape scan copies clean runs whole, which halves the cost. The bytes are exactly what
+//! `serde_json::to_vec` makes of the same values, field order and `skip_serializing_if`
+//! rules included: consoles and the journal readers see no difference, and the tests
+//! compare the two writers on every fixture and on random events. The derives stay the
+//! reference (and are still used to read records back).
+
+use super::event::Event;
+use super::record::{JournalRecord, RecordKind};
+
+/// Appends the event as one JSON object.
+pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+    let mut o = Object::open(out);
+    o.str("id", &e.id);
+    o.str("received_at", &e.received_at);
+    o.str("receiver", &e.receiver);
+    o.str("transport", e.transport.as_str());
+    o.opt_or_null("peer", e.peer.as_deref());
+    o.str("protocol", &e.protocol);
+    o.bool("encrypted", e.encrypted);
+    o.opt_or_null("seq", e.seq.as_deref());
+    o.opt_or_null("receiver_no", e.receiver_no.as_deref());
+    o.opt_or_null("line_no", e.line_no.as_deref());
+    o.str("account", &e.account);
+    o.opt_or_null("panel_time", e.panel_time.as_deref());
+    o.str("code", &e.code);
+    o.str("qualifier", e.qualifier.as_str());
+    o.str("class", e.class.as_str());
+    o.str("category", e.category.as_str());
+    o.opt_or_null("zone", e.zone.as_deref());
+    o.opt_or_null("user", e.user.as_deref());
+    o.opt_or_null("partition", e.partition.as_deref());
+    o.str("text", &e.text);
+    o.opt("arming", e.arming.map(|a| a.as_str()));
+    o.opt("data_account", e.data_account.as_deref());
+    o.list("names", &e.names);
+    o.opt("event_time", e.event_time.as_deref());
+    o.opt("location", e.location.as_deref());
+    o.opt("verification", e.verification.as_deref());
+    o.opt("mac", e.mac.as_deref());
+    o.opt("site", e.site.as_deref());
+    o.opt("building", e.building.as_deref());
+    o.opt("room", e.room.as_deref());
+    o.opt("alarm_text", e.alarm_text.as_deref());
+    o.opt("longitude", e.longitude.as_deref());
+    o.opt("latitude", e.latitude.as_deref());
+    o.opt("altitude", e.altitude.as_deref());
+    o.opt("network_path", e.network_path.as_deref());
+    o.opt("network_address", e.network_address.as_deref());
+    o.opt("path", e.path.as_deref());
+    o.list("ext", &e.ext);
+    if e.unknown_account {
+        o.bool("unknown_account", true);
+    }
+    o.str("raw", &e.raw);
+    o.close();
+}
+
+/// Appends the record's fields as an object that is left open (no closing brace), so the
+/// caller can add the events after them. Its `events` are not written.
+pub fn write_record_head(out: &mut Vec<u8>, r: &JournalRecord) {
+    let mut o = Object::open(out);
+    o.str(
+        "kind",
+        match r.kind {
+            RecordKind::Frame => "frame",
+            RecordKind::Internal => "internal",
+        },
+    );
+    o.str("at", &r.at);
+    o.opt("transport", r.transport.as_deref());
+    o.opt("peer", r.peer.as_deref());
+    o.opt("raw", r.raw.as_deref());
+    o.opt("reply", r.reply.as_deref());
+    o.opt("outcome", r.outcome.as_deref());
+    o.opt("reason", r.reason.as_deref());
+    o.opt("account", r.account.as_deref());
+    o.opt("key", r.key.as_deref());
+}
+
+/// An object being written: tracks whether a comma is due.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Object<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Object<'o> {
+        out.push(b'{');
+        Object { out, first: true }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+
+    /// Keys are ASCII identifiers: written without an escape scan.
+    fn key(&mut self, name: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, name: &str, value: &str) {
+        self.key(name);
+        string(self.out, value);
+    }
+
+    fn bool(&mut self, name: &str, value: bool) {
+        self.key(name);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A field serde writes as `null` when absent.
+    fn opt_or_null(&mut self, name: &str, value: Option<&str>) {
+        self.key(name);
+        match value {
+            Some(v) => string(self.out, v),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// A field serde leaves out when absent.
+    fn opt(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(name, v);
+        }
+    }
+
+    /// A list serde leaves out when empty.
+    fn list(&mut self, name: &str, values: &[String]) {
+        if values.is_empty() {
+            return;
+        }
+        self.key(name);
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            string(self.out, v);
+        }
+        self.out.push(b']');
+    }
+}
+
+/// A JSON string as serde_json writes it: `"` and `\` escaped with a backslash, the
+/// control characters with their short form where JSON has one and `\u00XX` otherwise;
+/// everything else, non-ASCII included, as it is.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut rest = s.as_bytes();
+    loop {
+        let run = clean_run(rest);
+        let (clean, tail) = rest.split_at(run.min(rest.len()));
+        out.extend_from_slice(clean);
+        let Some((&b, after)) = tail.split_first() else {
+            break;
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xF)],
+            ]),
+        }
+        rest = after;
+    }
+    out.push(b'"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Length of the leading run of bytes a JSON string carries as they are. Whole 16-byte
+/// chunks are tested with a branch-free fold, which the compiler turns into vector
+/// compares; most strings here are clean, and the escaped raw frame has a backslash only
+/// every few dozen bytes.
+fn clean_run(bytes: &[u8]) -> usize {
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(16) {
+        if chunk
+            .iter()
+            .fold(false, |dirty, &b| dirty | needs_escape(b))
+        {
+            break;
+        }
+        clean += 16;
+    }
+    let tail = bytes.get(clean..).unwrap_or_default();
+    clean
+        + tail
+            .iter()
+            .position(|&b| needs_escape(b))
+            .unwrap_or(tail.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn by_hand(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        string(&mut out, s);
+        out
+    }
+
+    #[test]
+    fn strings_match_serde_json() {
+        let mut every_byte = String::new();
+        for c in 0u8..=0x7F {
+            every_byte.push(char::from(c));
+        }
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "\\nB40B0039\"SIA-DCS\"0004L0#AAA[#AAA|Nri0/RP0000]_09:10:30,02-20-2023\\r",
+            "é ü 漢字 \u{7f} \u{2028}",
+            &every_byte,
+            "0123456789abcdef0123456789abcdef\"",
+        ] {
+            assert_eq!(
+                String::from_utf8(by_hand(s)).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_matches_serde_json(s in any::<String>()) {
+            prop_assert_eq!(by_hand(&s), serde_json::to_vec(&s).unwrap());
+        }
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::protocol::codes::{Arming, Category, EventClass, Qualifier};
+    use crate::receiver::event::Transport;
+    use crate::receiver::normalize::{decode_clear, Arrival};
+    use std::path::Path;
+    use time::macros::utc_datetime;
+
+    fn assert_same(e: &Event) {
+        let mut by_hand = Vec::new();
+        write_event(&mut by_hand, e);
+        assert_eq!(
+            String::from_utf8_lossy(&by_hand),
+            serde_json::to_string(e).unwrap()
+        );
+    }
+
+    fn full_event() -> Event {
+        let odd = "a\"b\\c\n\u{1}é";
+        let mut e = Event::internal(
+            "id".into(),
+            utc_datetime!(2024-01-15 12:00:05.123),
+            "rx",
+            "1234",
+            "BA",
+            (Qualifier::New, EventClass::Alarm, Category::Burglary),
+            odd.to_string(),
+        );
+        e.transport = Transport::Tcp;
+        e.peer = Some("127.0.0.1:4000".into());
+        e.encrypted = true;
+        e.seq = Some("0001".into());
+        e.receiver_no = Some("1".into());
+        e.line_no = Some("".into());
+        e.panel_time = Some("2024-01-15T12:00:05Z".into());
+        e.zone = Some("001".into());
+        e.user = Some(odd.into());
+        e.partition = Some("2".into());
+        e.arming = Some(Arming::Closing);
+        e.data_account = Some("99".into());
+        e.names = vec!["TOTAL".into(), odd.into()];
+        for field in [
+            &mut e.event_time,
+            &mut e.location,
+            &mut e.verification,
+            &mut e.mac,
+            &mut e.site,
+            &mut e.building,
+            &mut e.room,
+            &mut e.alarm_text,
+            &mut e.longitude,
+            &mut e.latitude,
+            &mut e.altitude,
+            &mut e.network_path,
+            &mut e.network_address,
+            &mut e.path,
+        ] {
+            *field = Some(odd.to_string());
+        }
+        e.ext = vec!["X1".into(), odd.into()];
+        e.unknown_account = true;
+        e.raw = "\\n72FA0039\"SIA-DCS\"\\r".into();
+        e
+    }
+
+    #[test]
+    fn every_field_and_every_variant_as_serde_writes_it() {
+        let full = full_event();
+        assert_same(&full);
+        assert_same(&Event::internal(
+            "id".into(),
+            utc_datetime!(2024-01-15 12:00:05),
+            "rx",
+            "1",
+            "YS",
+            (Qualifier::Status, EventClass::Other, Category::Other),
+            String::new(),
+        ));
+        for class in EventClass::ALL {
+            for category in Category::ALL {
+                for qualifier in [Qualifier::New, Qualifier::Restore, Qualifier::Status] {
+                    for arming in [None, Some(Arming::Opening), Some(Arming::Closing)] {
+                        let mut e = full.clone();
+                        (e.class, e.category, e.qualifier, e.arming) =
+                            (class, category, qualifier, arming);
+                        assert_same(&e);
+                    }
+                }
+            }
+        }
+        for transport in [
+            Transport::Tcp,
+            Transport::Udp,
+            Transport::Offline,
+            Transport::Internal,
+        ] {
+            let mut e = full.clone();
+            e.transport = transport;
+            assert_same(&e);
+        }
+    }
+
+    /// Every clear frame of the fixture corpus: the events real panels make.
+    #[test]
+    fn fixture_events_as_serde_writes_them() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto-fixtures");
+        let arrival = Arrival {
+            now: utc_datetime!(2024-01-15 12:00:05.123),
+            transport: Transport::Tcp,
+            peer: None,
+            peer_label: Some("127.0.0.1:4000"),
+            receiver: "rx",
+        };
+        let mut events = 0;
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let doc: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let fixtures = doc.get("fixture").and_then(|f| f.as_array());
+            for fx in fixtures.into_iter().flatten() {
+                let raw: Vec<u8> = match (fx.get("frame"), fx.get("frame_hex")) {
+                    (Some(f), _) => f.as_str().unwrap().as_bytes().to_vec(),
+                    (_, Some(h)) => hex::decode(h.as_str().unwrap().replace(' ', "")).unwrap(),
+                    _ => continue,
+                };
+                for e in decode_clear(&raw, &arrival, &mut Vec::new()).unwrap_or_default() {
+                    assert_same(&e);
+                    events += 1;
+                }
+            }
+        }
+        assert!(events >= 40, "only {events} events from the fixtures");
+    }
+}

@@ -33,8 +33,7 @@ fn encode(c: &mut Criterion) {
 }
 
 fn frame_record(c: &mut Criterion) {
-    const SIA: &[u8] =
-        b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+    const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
     let arrival = Arrival {
         now: utc_datetime!(2024-01-15 12:00:15),
         transport: Transport::Tcp,

@@ -12,8 +12,11 @@ async fn concurrent_appenders_share_fsyncs() {
     let observed = Arc::new(AtomicUsize::new(0));
     let mut cfg = JournalConfig::new(tmp.path());
     let seen = observed.clone();
+    let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reported = ranges.clone();
     cfg.observer = Some(Arc::new(move |b: &BatchStats| {
         assert!(b.records >= 1 && b.last_lsn - b.first_lsn + 1 == b.records as u64);
+        reported.lock().unwrap().push((b.first_lsn, b.last_lsn));
         seen.fetch_add(b.records, Ordering::Relaxed);
     }));
     let (j, _) = Journal::open(cfg).unwrap();
@@ -27,7 +30,14 @@ async fn concurrent_appenders_share_fsyncs() {
             let mut lsns = Vec::new();
             for i in 0..PER_TASK {
                 let payload = format!("task {t} record {i} {}", "p".repeat(160)).into_bytes();
-                lsns.push(h.append(i as i64, payload).await.unwrap());
+                let lsn = h.append(i as i64, payload).await.unwrap();
+                // The durable LSN is published before any waiter hears, whichever of the
+                // overlapping syncs answers.
+                assert!(
+                    h.durable_lsn() >= lsn,
+                    "lsn {lsn} answered before published"
+                );
+                lsns.push(lsn);
             }
             // Each task's own records are in order.
             assert!(lsns.windows(2).all(|w| w[0] < w[1]));
@@ -54,5 +64,15 @@ async fn concurrent_appenders_share_fsyncs() {
     j.close().await.unwrap();
     // The observer runs after the waiters are completed; after close it has seen every batch.
     assert_eq!(observed.load(Ordering::Relaxed) as u64, n);
+    // Each sync reports the LSNs it made durable: together they tile 1..=n, no LSN twice,
+    // even with two syncs in flight.
+    let mut ranges = ranges.lock().unwrap().clone();
+    ranges.sort();
+    let mut next = 1;
+    for (first, last) in ranges {
+        assert_eq!(first, next, "reported ranges overlap or leave a gap");
+        next = last + 1;
+    }
+    assert_eq!(next, n + 1);
     assert_eq!(JournalReader::open(tmp.path()).unwrap().count() as u64, n);
 }

@@ -15,8 +15,9 @@
 //! 2. **LSNs are dense and ordered.** Records get consecutive LSNs from 1, in queue order; a
 //!    record that is readable has every smaller LSN of its segment readable before it (except
 //!    where damage was reported, see *Recovery*).
-//! 3. **One writer.** A single OS thread owns the active segment; a `LOCK` file (`flock`) keeps
-//!    a second process off the directory.
+//! 3. **One writer.** A single OS thread owns the active segment and writes every record (the
+//!    sync threads only call `fdatasync` on it); a `LOCK` file (`flock`) keeps a second process
+//!    off the directory.
 //! 4. **Readers see only durable data** when attached to a running writer (live readers stop at
 //!    the published durable LSN).
 //! 5. **Nothing a consumer still needs is deleted** by retention unless explicitly allowed.
@@ -58,9 +59,15 @@
 //!
 //! Appenders queue requests (bounded queue: a full queue makes `append` wait, which is the
 //! back-pressure). The writer takes everything queued (up to `max_batch_bytes`), encodes it in
-//! one buffer, writes it with one positioned write, calls `fdatasync` once, publishes the new
-//! durable LSN on a `watch` channel, then completes every waiter. `append_nowait` records travel
-//! the same queue and are made durable by the same commits, but nobody waits for them.
+//! one buffer and writes it with one positioned write, then hands it to the sync stage
+//! ([`sync`]) and goes back for more. Two syncer threads call `fdatasync`: whenever something
+//! is written that no sync in flight covers, an idle syncer starts one. When a sync returns,
+//! everything written before it began is durable: the stage publishes the new durable LSN on a
+//! `watch` channel, then completes those waiters. So a record written while a sync is running
+//! waits for one sync of its own, not for the running one first, and the disk never sits idle
+//! between two syncs. Past twice `max_batch_bytes` written but not yet durable, the writer
+//! waits for the syncs. `append_nowait` records travel the same queue and are made durable by
+//! the same syncs, but nobody waits for them.
 //!
 //! ## Failure: the writer poisons itself
 //!
@@ -124,6 +131,7 @@ pub mod recovery;
 mod retention;
 pub mod segment;
 mod stats;
+mod sync;
 mod writer;
 
 use std::fmt;

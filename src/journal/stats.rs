@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use super::Lsn;
 
-/// What one group commit did. Passed to the [`BatchObserver`] after the fsync.
+/// What one group commit did: the records one `fdatasync` made durable (those written since
+/// the previous sync that advanced the durable LSN). Passed to the [`BatchObserver`] after the
+/// sync, once per sync that made something durable; a sync whose records a later-started sync
+/// already covered is not reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchStats {
     /// Records written (durable and fire-and-forget).
@@ -24,13 +27,13 @@ pub struct BatchStats {
     pub last_lsn: Lsn,
     /// Time spent in `write` calls.
     pub write: Duration,
-    /// Time spent in `fdatasync` (all segments touched by the batch).
+    /// Duration of the `fdatasync` that made the batch durable.
     pub fsync: Duration,
     /// Segments created during the batch.
     pub rotations: usize,
 }
 
-/// Called on the writer thread after every successful batch; keep it cheap and non-blocking.
+/// Called on a sync thread after every successful group commit; keep it cheap and non-blocking.
 pub type BatchObserver = Arc<dyn Fn(&BatchStats) + Send + Sync>;
 
 /// Running totals since open. Cheap to read from any thread.

@@ -6,11 +6,12 @@
 //!
 //! One turn of the loop: block for the first request, drain whatever else is queued (bounded by
 //! `max_batch_bytes`), assign LSNs in queue order, encode everything into one buffer, write it
-//! with one positioned write (two if the batch crosses into a new segment), `fdatasync` once,
-//! publish the durable LSN, then complete every waiter. Completion happens only after the sync
+//! with one positioned write (two if the batch crosses into a new segment), and hand the batch
+//! to the sync stage ([`super::sync`]), which calls `fdatasync`, publishes the durable LSN and
+//! completes every waiter. Completion happens only after a sync that began after the write
 //! returned: the `Ok(lsn)` a caller receives *is* the durability proof it may ACK on.
 //!
-//! After any write or sync error the writer poisons itself (see the module doc of `journal`).
+//! After any write or sync error the journal poisons itself (see the module doc of `journal`).
 
 use std::fs::File;
 use std::ops::{Deref, RangeInclusive};
@@ -28,10 +29,9 @@ use super::reader::JournalReader;
 use super::record::{self, MAX_RECORD_LEN};
 use super::recovery::{self, OpenReport};
 use super::segment::{self, SEGMENT_HEADER_LEN};
-use super::stats::{BatchObserver, BatchStats, JournalStats};
+use super::stats::JournalStats;
+use super::sync::{Completion, Start, SyncStage, Written};
 use super::{JournalConfig, Lsn, MIN_SEGMENT_SIZE};
-
-type Completion = oneshot::Sender<Result<RangeInclusive<Lsn>>>;
 
 enum Request {
     Append {
@@ -178,9 +178,23 @@ impl Journal {
         stats.durable_lsn.store(durable_lsn, Relaxed);
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (durable_tx, durable_rx) = watch::channel(durable_lsn);
+        let file = Arc::new(rec.file);
+        let stage = SyncStage::start(Start {
+            file: Arc::clone(&file),
+            path: rec.path.clone(),
+            durable_lsn,
+            stats: stats.clone(),
+            durable: durable_tx,
+            observer: config.observer.clone(),
+            // Past two batches' worth unsynced, the writer stops taking more.
+            max_unsynced_bytes: config.max_batch_bytes.max(1).saturating_mul(2),
+            #[cfg(test)]
+            fail_sync_after: config.fail_sync_after,
+        })
+        .map_err(|e| JournalError::io("spawn sync threads", &data_dir, e))?;
         let writer = Writer {
             dir,
-            file: rec.file,
+            file,
             path: rec.path,
             write_pos: rec.write_pos,
             capacity: rec.capacity,
@@ -188,13 +202,8 @@ impl Journal {
             segment_size: config.segment_size,
             max_batch_bytes: config.max_batch_bytes.max(1),
             buf: Vec::new(),
-            stats: stats.clone(),
-            durable: durable_tx,
-            observer: config.observer.clone(),
-            poisoned: None,
+            stage,
             _lock: lock,
-            #[cfg(test)]
-            fail_sync_after: config.fail_sync_after,
         };
         let thread = std::thread::Builder::new()
             .name("tocsin-journal".into())
@@ -263,7 +272,7 @@ struct Pending {
 
 struct Writer {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     /// Where the next record goes in `file`.
     write_pos: u64,
@@ -274,13 +283,16 @@ struct Writer {
     max_batch_bytes: usize,
     /// Reused across batches: one allocation that grows to the largest batch.
     buf: Vec<u8>,
-    stats: Arc<JournalStats>,
-    durable: watch::Sender<Lsn>,
-    observer: Option<BatchObserver>,
-    poisoned: Option<Arc<str>>,
+    /// Makes written batches durable and answers their waiters.
+    stage: SyncStage,
     _lock: File,
-    #[cfg(test)]
-    fail_sync_after: Option<u64>,
+}
+
+/// What writing one batch did, for the sync stage's statistics.
+#[derive(Default)]
+struct WriteStats {
+    write: Duration,
+    rotations: usize,
 }
 
 impl Writer {
@@ -315,81 +327,42 @@ impl Writer {
             }
             self.commit(&mut batch);
         }
-        let res = match &self.poisoned {
+        let poisoned = self.stage.poisoned();
+        // Everything written is synced (or failed) before a closer hears back.
+        self.stage.finish();
+        let res = match poisoned {
             None => Ok(()),
-            Some(cause) => Err(JournalError::Poisoned {
-                cause: cause.clone(),
-            }),
+            Some(cause) => Err(JournalError::Poisoned { cause }),
         };
         for c in closers {
             let _ = c.send(res.clone());
         }
     }
 
+    /// Writes the batch and hands it to the sync stage, which answers its waiters.
     fn commit(&mut self, batch: &mut Vec<Pending>) {
         if batch.is_empty() {
             return;
         }
-        if let Some(cause) = &self.poisoned {
-            let err = JournalError::Poisoned {
-                cause: cause.clone(),
-            };
-            self.stats.failed_batches.fetch_add(1, Relaxed);
-            for p in batch.drain(..) {
-                if let Some(done) = p.done {
-                    let _ = done.send(Err(err.clone()));
-                }
-            }
+        if let Some(cause) = self.stage.poisoned() {
+            let err = JournalError::Poisoned { cause };
+            self.stage
+                .poison(&err, written(batch, WriteStats::default()));
             return;
         }
-        match self.write_batch(batch) {
-            Ok(bs) => {
-                let s = &self.stats;
-                s.batches.fetch_add(1, Relaxed);
-                s.records.fetch_add(bs.records as u64, Relaxed);
-                s.bytes.fetch_add(bs.bytes as u64, Relaxed);
-                s.rotations.fetch_add(bs.rotations as u64, Relaxed);
-                let nanos = u64::try_from(bs.fsync.as_nanos()).unwrap_or(u64::MAX);
-                s.last_fsync_nanos.store(nanos, Relaxed);
-                s.durable_lsn.store(bs.last_lsn, Relaxed);
-                // Published before waiters are completed, so a reader woken by an ACK'd append
-                // can always read it.
-                self.durable.send_replace(bs.last_lsn);
-                for p in batch.drain(..) {
-                    if let Some(done) = p.done {
-                        let last = p.first_lsn + p.records.len() as u64 - 1;
-                        let _ = done.send(Ok(p.first_lsn..=last));
-                    }
-                }
-                if let Some(obs) = &self.observer {
-                    obs(&bs);
-                }
+        let mut ws = WriteStats::default();
+        match self.write_batch(batch, &mut ws) {
+            Ok(last_lsn) => {
+                let path = self.path.clone();
+                self.stage
+                    .submit(&self.file, &path, last_lsn, written(batch, ws));
             }
-            Err(err) => {
-                tracing::error!(%err, "journal write failed: poisoning the writer, no further appends until restart");
-                self.poisoned = Some(Arc::from(err.to_string()));
-                self.stats.poisoned.store(true, Relaxed);
-                self.stats.failed_batches.fetch_add(1, Relaxed);
-                for p in batch.drain(..) {
-                    if let Some(done) = p.done {
-                        let _ = done.send(Err(err.clone()));
-                    }
-                }
-            }
+            Err(err) => self.stage.poison(&err, written(batch, ws)),
         }
     }
 
-    fn write_batch(&mut self, batch: &mut [Pending]) -> Result<BatchStats> {
-        let mut bs = BatchStats {
-            records: 0,
-            requests: batch.len(),
-            bytes: 0,
-            first_lsn: self.next_lsn,
-            last_lsn: self.next_lsn,
-            write: Duration::ZERO,
-            fsync: Duration::ZERO,
-            rotations: 0,
-        };
+    /// Encodes and writes the batch (no sync); returns its last LSN.
+    fn write_batch(&mut self, batch: &mut [Pending], ws: &mut WriteStats) -> Result<Lsn> {
         self.buf.clear();
         let mut lsn = self.next_lsn;
         for p in batch.iter_mut() {
@@ -397,23 +370,19 @@ impl Writer {
             for (ts, payload) in &p.records {
                 let need = record::encoded_len(payload.len()) as u64;
                 if self.write_pos + self.buf.len() as u64 + need > self.capacity {
-                    self.make_room(lsn, need, &mut bs)?;
+                    self.make_room(lsn, need, ws)?;
                 }
                 record::encode_into(&mut self.buf, lsn, *ts, payload);
                 lsn += 1;
-                bs.records += 1;
-                bs.bytes += need as usize;
             }
         }
-        self.flush(&mut bs)?;
-        self.sync(&mut bs)?;
-        bs.last_lsn = lsn - 1;
+        self.flush(ws)?;
         self.next_lsn = lsn;
-        Ok(bs)
+        Ok(lsn - 1)
     }
 
     /// The next record (`lsn`, `need` bytes) does not fit in the active segment.
-    fn make_room(&mut self, lsn: Lsn, need: u64, bs: &mut BatchStats) -> Result<()> {
+    fn make_room(&mut self, lsn: Lsn, need: u64, ws: &mut WriteStats) -> Result<()> {
         let header = SEGMENT_HEADER_LEN as u64;
         if self.write_pos == header && self.buf.is_empty() {
             // An empty segment too small for this record: grow it rather than create a second
@@ -425,20 +394,23 @@ impl Writer {
             return Ok(());
         }
         // Seal the old segment fully (its part of this batch written and synced) before the new
-        // one exists, so recovery never sees a newer segment after an unsynced older tail.
-        self.flush(bs)?;
-        self.sync(bs)?;
+        // one exists, so recovery never sees a newer segment after an unsynced older tail. This
+        // sync also covers whatever the sync stage has not synced yet in that segment.
+        self.flush(ws)?;
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io("fdatasync", &self.path, e))?;
         let size = self.segment_size.max(header + need);
         let (file, path) = segment::create_segment(&self.dir, lsn, size)?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.path = path;
         self.write_pos = header;
         self.capacity = size;
-        bs.rotations += 1;
+        ws.rotations += 1;
         Ok(())
     }
 
-    fn flush(&mut self, bs: &mut BatchStats) -> Result<()> {
+    fn flush(&mut self, ws: &mut WriteStats) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -446,31 +418,35 @@ impl Writer {
         self.file
             .write_all_at(&self.buf, self.write_pos)
             .map_err(|e| JournalError::io("write", &self.path, e))?;
-        bs.write += t.elapsed();
+        ws.write += t.elapsed();
         self.write_pos += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
+}
 
-    fn sync(&mut self, bs: &mut BatchStats) -> Result<()> {
-        let t = Instant::now();
-        #[cfg(test)]
-        if let Some(n) = self.fail_sync_after.as_mut() {
-            if *n == 0 {
-                return Err(JournalError::io(
-                    "fdatasync",
-                    &self.path,
-                    std::io::Error::other("injected fsync failure"),
-                ));
+/// The batch's requests as the sync stage tracks them; the batch's write statistics ride
+/// on its first request.
+fn written(batch: &mut Vec<Pending>, ws: WriteStats) -> Vec<Written> {
+    let mut ws = Some(ws);
+    batch
+        .drain(..)
+        .map(|p| {
+            let first = ws.take().unwrap_or_default();
+            Written {
+                bytes: p
+                    .records
+                    .iter()
+                    .map(|(_, payload)| record::encoded_len(payload.len()))
+                    .sum(),
+                records: p.records.len(),
+                first_lsn: p.first_lsn,
+                done: p.done,
+                write: first.write,
+                rotations: first.rotations,
             }
-            *n -= 1;
-        }
-        self.file
-            .sync_data()
-            .map_err(|e| JournalError::io("fdatasync", &self.path, e))?;
-        bs.fsync += t.elapsed();
-        Ok(())
-    }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -158,10 +158,15 @@ impl Connection {
         // the timer again only if it fires early.
         let idle = tokio::time::sleep(self.limits.idle_timeout);
         tokio::pin!(idle);
+        // Made once too: each `cancelled()` future registers with the token, which every
+        // connection shares, under its lock; one per frame was a lock taken and released
+        // twice a frame.
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(shutdown);
         let how = loop {
             let next = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break "shutdown",
+                _ = &mut shutdown => break "shutdown",
                 n = frames.next() => n,
                 _ = &mut idle => {
                     metrics.connections.with_label_values(&["idle"]).inc();
@@ -237,7 +242,7 @@ impl Connection {
                         // every byte again. Not reading lets TCP flow control stop the
                         // sender instead, for free, until the connection is dropped.
                         tokio::select! {
-                            _ = self.shutdown.cancelled() => {}
+                            _ = &mut shutdown => {}
                             _ = tokio::time::sleep(self.limits.idle_timeout) => {}
                         }
                         break "junk";

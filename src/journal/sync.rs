@@ -77,8 +77,10 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// Syncers wait here for written data; the writer waits here for room.
-    changed: Condvar,
+    /// Syncers wait here for written data (and for the stop).
+    work: Condvar,
+    /// The writer waits here for room (too much unsynced).
+    room: Condvar,
     stats: Arc<JournalStats>,
     durable: watch::Sender<Lsn>,
     observer: Option<BatchObserver>,
@@ -128,7 +130,8 @@ impl SyncStage {
                 #[cfg(test)]
                 fail_sync_after: s.fail_sync_after,
             }),
-            changed: Condvar::new(),
+            work: Condvar::new(),
+            room: Condvar::new(),
             stats: s.stats,
             durable: s.durable,
             observer: s.observer,
@@ -168,11 +171,7 @@ impl SyncStage {
     ) {
         let mut st = self.shared.lock();
         while st.unsynced_bytes > self.shared.max_unsynced_bytes && st.poisoned.is_none() {
-            st = self
-                .shared
-                .changed
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = self.shared.room.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if let Some(cause) = st.poisoned.clone() {
             drop(st);
@@ -187,7 +186,8 @@ impl SyncStage {
         st.unsynced_bytes += batch.iter().map(|w| w.bytes).sum::<usize>();
         st.waiting.extend(batch);
         drop(st);
-        self.shared.changed.notify_all();
+        // One idle syncer is enough: a busy one looks for more work when its sync ends.
+        self.shared.work.notify_one();
     }
 
     /// A write failed: nothing may be acknowledged any more. Every request not yet durable,
@@ -201,7 +201,7 @@ impl SyncStage {
     /// Waits until everything submitted is durable (or failed) and stops the syncers.
     pub fn finish(mut self) {
         self.shared.lock().stopping = true;
-        self.shared.changed.notify_all();
+        self.shared.work.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -219,7 +219,8 @@ fn poison(shared: &Shared, mut st: MutexGuard<'_, State>, err: &JournalError) ->
     st.unsynced_bytes = 0;
     let pending: Vec<Written> = st.waiting.drain(..).collect();
     drop(st);
-    shared.changed.notify_all();
+    shared.work.notify_all();
+    shared.room.notify_all();
     pending
 }
 
@@ -242,7 +243,7 @@ fn syncer(shared: &Shared) {
             if st.stopping {
                 return;
             }
-            st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         }
         let target = st.written;
@@ -314,7 +315,7 @@ fn syncer(shared: &Shared) {
         // before the waiters hear: a reader woken by an acknowledged append can read it.
         shared.durable.send_replace(target);
         drop(st);
-        shared.changed.notify_all();
+        shared.room.notify_one();
         for w in done {
             let range = w.first_lsn..=w.last_lsn();
             if let Some(tx) = w.done {

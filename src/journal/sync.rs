@@ -208,6 +208,15 @@ impl SyncStage {
     }
 }
 
+/// Dropped without [`SyncStage::finish`] (the writer thread unwinding): the syncers still
+/// sync and answer what was written, then end, so no waiter is left hanging.
+impl Drop for SyncStage {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.work.notify_all();
+    }
+}
+
 /// Marks the journal poisoned and takes every request still waiting.
 fn poison(shared: &Shared, mut st: MutexGuard<'_, State>, err: &JournalError) -> Vec<Written> {
     if st.poisoned.is_none() {

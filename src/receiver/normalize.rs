@@ -96,7 +96,7 @@ pub fn decode_clear(
 
 /// The events of a frame. NULL polls make none.
 pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
-    let data = decode_w1252(facts.content.data);
+    let data = facts.content.data_text();
     match payload {
         Payload::Null => Vec::new(),
         Payload::Sia => match parse_sia_data(&data) {

@@ -248,7 +248,7 @@ impl ContentKey {
         // times more on inputs this small. Typical frames fit the stack buffer.
         let ext_len: usize = ext.iter().map(|(_, v)| v.len() + 2).sum();
         let len = account.len() + token.len() + seq.len() + data.len() + ext_len + 16;
-        let mut stack = [0u8; 512];
+        let mut stack = [0u8; 256];
         let mut heap = Vec::new();
         let buf: &mut [u8] = match stack.get_mut(..len) {
             Some(b) => b,
@@ -260,14 +260,14 @@ impl ContentKey {
         let mut w = Writer { buf, at: 0 };
         for part in [account.as_bytes(), token.as_bytes(), seq.as_bytes(), data] {
             w.put(part);
-            w.put(&[0x1F]);
+            w.put_byte(0x1F);
         }
         for (id, value) in ext {
-            w.put(&[*id]);
+            w.put_byte(*id);
             w.put(value);
-            w.put(&[0x1E]);
+            w.put_byte(0x1E);
         }
-        w.put(&[0x1F]);
+        w.put_byte(0x1F);
         if let Some(t) = panel_time {
             w.put(&t.unix_timestamp().to_le_bytes());
         }
@@ -300,6 +300,14 @@ impl Writer<'_> {
         if let Some(slot) = self.buf.get_mut(self.at..end) {
             slot.copy_from_slice(part);
             self.at = end;
+        }
+    }
+
+    /// One byte: a separator or an identifier, without `put`'s slice copy.
+    fn put_byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.at) {
+            *slot = b;
+            self.at += 1;
         }
     }
 

@@ -333,6 +333,11 @@ impl<'a> SiaParser<'a> {
                             .map(|m| m.value)
                             .filter(|v| !v.is_empty())
                     };
+                    if self.out.events.capacity() == 0 {
+                        // Most blocks carry one event; growing from empty would reserve
+                        // room for four through the general growth path.
+                        self.out.events = Vec::with_capacity(1);
+                    }
                     self.out.events.push(SiaEvent {
                         new,
                         code,

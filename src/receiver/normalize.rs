@@ -11,7 +11,7 @@ use compact_str::{format_compact, CompactString, ToCompactString};
 
 use time::UtcDateTime;
 
-use super::event::{panel_rfc3339, ContentKey, Event, Transport};
+use super::event::{stamps, ContentKey, Event, Transport};
 use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier, SiaCodeInfo};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
@@ -164,8 +164,15 @@ pub fn base_event(
     class: EventClass,
     category: Category,
 ) -> Event {
-    let mut e = new_event(facts, index, code, (class, category));
-    frame_fields(&mut e, facts, false);
+    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    let mut e = new_event(
+        facts,
+        stamps.id,
+        stamps.received_at,
+        code,
+        (class, category),
+    );
+    frame_fields(&mut e, facts, stamps.panel_time, false);
     e
 }
 
@@ -181,21 +188,23 @@ fn push_event<'o>(
     class: (EventClass, Category),
     last: bool,
 ) -> Option<&'o mut Event> {
-    out.push(new_event(facts, index, code, class));
+    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    out.push(new_event(facts, stamps.id, stamps.received_at, code, class));
     let e = out.last_mut()?;
-    frame_fields(e, facts, last);
+    frame_fields(e, facts, stamps.panel_time, last);
     Some(e)
 }
 
 fn new_event(
     facts: &FrameFacts<'_>,
-    index: usize,
+    id: CompactString,
+    received_at: CompactString,
     code: &str,
     (class, category): (EventClass, Category),
 ) -> Event {
-    Event::internal(
-        facts.key.event_id(index),
-        facts.arrival.now,
+    Event::received(
+        id,
+        received_at,
         facts.arrival.receiver,
         facts.account,
         code,
@@ -205,7 +214,12 @@ fn new_event(
 }
 
 /// What the frame says about each of its events.
-fn frame_fields(e: &mut Event, facts: &FrameFacts<'_>, last: bool) {
+fn frame_fields(
+    e: &mut Event,
+    facts: &FrameFacts<'_>,
+    panel_time: Option<CompactString>,
+    last: bool,
+) {
     let h = facts.header;
     e.transport = facts.arrival.transport;
     e.peer = match facts.arrival.peer_label {
@@ -222,7 +236,7 @@ fn frame_fields(e: &mut Event, facts: &FrameFacts<'_>, last: bool) {
     e.seq = Some(CompactString::new(h.seq));
     e.receiver_no = h.receiver.map(CompactString::new);
     e.line_no = h.has_line.then(|| CompactString::new(h.line));
-    e.panel_time = facts.content.timestamp.map(panel_rfc3339);
+    e.panel_time = panel_time;
     e.unknown_account = facts.unknown_account;
     e.raw = facts.raw_text(last);
     apply_ext(e, facts.content);

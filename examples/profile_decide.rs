@@ -1,7 +1,8 @@
 //! Runs the per-frame decision in a loop, for instruction counts under callgrind
 //! (`valgrind --tool=callgrind target/release/examples/profile_decide sia 100000`), which
-//! stay comparable on a busy machine where wall-clock benchmarks do not. `decode` runs only
-//! what the protocol bar counts: frame, payload, classification, event.
+//! stay comparable on a busy machine where wall-clock benchmarks do not. `decode` (SIA-DCS)
+//! and `decode-cid` run only what the protocol bar counts: frame, payload, classification,
+//! event.
 
 use std::hint::black_box;
 
@@ -20,7 +21,7 @@ fn main() {
     let which = args.next().unwrap_or_else(|| "sia".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let frame = match which.as_str() {
-        "cid" => CID,
+        "cid" | "decode-cid" => CID,
         "aes" => AES256,
         _ => SIA,
     };
@@ -43,11 +44,11 @@ fn main() {
         receiver: "profile",
     };
     let started = std::time::Instant::now();
-    if which == "decode" {
+    if which.starts_with("decode") {
         let mut scratch = Vec::new();
         for _ in 0..n {
             black_box(normalize::decode_clear(
-                black_box(SIA),
+                black_box(frame),
                 &arrival,
                 &mut scratch,
             ));

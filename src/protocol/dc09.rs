@@ -162,6 +162,9 @@ pub struct Frame<'a> {
     /// hex ciphertext.
     pub payload: &'a [u8],
     pub deviations: Deviations,
+    /// `payload` as text when the body is all ASCII (every conforming frame is), so that
+    /// the content need not be validated again slice by slice.
+    payload_text: Option<&'a str>,
 }
 
 /// Why bytes are not a frame tocsin can accept. Each maps to one outcome label.
@@ -251,6 +254,19 @@ pub struct Content<'c> {
     /// Pad length when the frame was encrypted.
     pub pad_len: Option<usize>,
     pub deviations: Deviations,
+    /// `data` as text when the frame was all ASCII.
+    data_ascii: Option<&'c str>,
+}
+
+impl<'c> Content<'c> {
+    /// The data block as text (Windows-1252, §7); borrowed from the frame when it is
+    /// ASCII, which it is but for a few vendors' names.
+    pub fn data_text(&self) -> std::borrow::Cow<'c, str> {
+        match self.data_ascii {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => super::text::decode_w1252(self.data),
+        }
+    }
 }
 
 /// Cuts `input` — one frame as the codec delivered it, or one UDP datagram — into a
@@ -303,10 +319,26 @@ pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
         }
     }
 
-    let (payload, header) = header(body).map_err(|e| match e {
-        nom::Err::Error(e) | nom::Err::Failure(e) => FrameError::Syntax(syntax_reason(e.code)),
-        nom::Err::Incomplete(_) => FrameError::Syntax("truncated header"),
-    })?;
+    // One ASCII check of the whole body lets the header and the content be read as text
+    // without validating each field on its own; a body that is not ASCII, or a header the
+    // quick reading does not take, goes through the full parser, which also says why.
+    let body_text = if body.is_ascii() {
+        std::str::from_utf8(body).ok()
+    } else {
+        None
+    };
+    let (payload, payload_text, header) = match body_text.and_then(ascii_header::header) {
+        Some((rest, header)) => (rest.as_bytes(), Some(rest), header),
+        None => {
+            let (payload, header) = header(body).map_err(|e| match e {
+                nom::Err::Error(e) | nom::Err::Failure(e) => {
+                    FrameError::Syntax(syntax_reason(e.code))
+                }
+                nom::Err::Incomplete(_) => FrameError::Syntax("truncated header"),
+            })?;
+            (payload, None, header)
+        }
+    };
     if !header.has_line {
         deviations.insert(Deviation::NoLine);
     } else if header.line.is_empty() {
@@ -327,6 +359,7 @@ pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
         body,
         payload,
         deviations,
+        payload_text,
     })
 }
 
@@ -503,6 +536,145 @@ fn header(body: &[u8]) -> ParseResult<'_, Header<'_>> {
     ))
 }
 
+/// The header read straight off ASCII text, field by field as [`header`] does, for the
+/// frames every panel sends. nom's combinators cost more per field than the whole of this;
+/// anything this reading does not take (including every error) is left to [`header`], so
+/// the two must agree on every header this one accepts (a test checks it).
+mod ascii_header {
+    use super::{AccountField, Header, MAX_TOKEN_LEN};
+
+    /// Where the reading is in the header text. The text is ASCII, so every byte
+    /// position is a char boundary.
+    struct Cursor<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.as_bytes().get(self.at).copied()
+        }
+
+        /// Consumes `b` if it comes next.
+        fn eat(&mut self, b: u8) -> bool {
+            let next = self.peek() == Some(b);
+            if next {
+                self.at += 1;
+            }
+            next
+        }
+
+        /// Consumes `s` if it comes next.
+        fn eat_str(&mut self, s: &str) -> bool {
+            let next = self
+                .text
+                .as_bytes()
+                .get(self.at..)
+                .is_some_and(|rest| rest.starts_with(s.as_bytes()));
+            if next {
+                self.at += s.len();
+            }
+            next
+        }
+
+        /// Up to `max` bytes satisfying `pred`, which only accepts ASCII.
+        fn take_while(&mut self, max: usize, pred: impl Fn(u8) -> bool) -> Option<&'a str> {
+            let start = self.at;
+            let n = self
+                .text
+                .as_bytes()
+                .get(start..)?
+                .iter()
+                .take(max)
+                .take_while(|&&b| pred(b))
+                .count();
+            self.at = start + n;
+            self.text.get(start..self.at)
+        }
+
+        fn rest(&self) -> Option<&'a str> {
+            self.text.get(self.at..)
+        }
+    }
+
+    /// `"id"`, `*` marking encryption.
+    fn id_token<'a>(c: &mut Cursor<'a>) -> Option<(bool, &'a str)> {
+        if !c.eat(b'"') {
+            return None;
+        }
+        let encrypted = c.eat(b'*');
+        let token = c.take_while(MAX_TOKEN_LEN, |b| b.is_ascii_graphic() && b != b'"')?;
+        (!token.is_empty() && c.eat(b'"')).then_some((encrypted, token))
+    }
+
+    /// `seq`: one to four decimal digits.
+    fn seq<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
+        c.take_while(4, |b| b.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `R<rcvr>` or `L<pref>`: the marker, then up to six hex digits; `None` without
+    /// the marker.
+    fn marked_hex<'a>(c: &mut Cursor<'a>, marker: u8) -> Option<Option<&'a str>> {
+        if !c.eat(marker) {
+            return Some(None);
+        }
+        c.take_while(6, |b| b.is_ascii_hexdigit()).map(Some)
+    }
+
+    fn receiver_no<'a>(c: &mut Cursor<'a>) -> Option<Option<&'a str>> {
+        marked_hex(c, b'R')
+    }
+
+    fn line_no<'a>(c: &mut Cursor<'a>) -> Option<Option<&'a str>> {
+        marked_hex(c, b'L')
+    }
+
+    /// `#acct`, `A0`, or nothing.
+    fn account<'a>(c: &mut Cursor<'a>) -> Option<AccountField<'a>> {
+        if c.eat(b'#') {
+            let number = c.take_while(16, |b| b.is_ascii_alphanumeric())?;
+            return (!number.is_empty()).then_some(AccountField::Number(number));
+        }
+        if c.eat_str("A0") {
+            return Some(AccountField::Placeholder);
+        }
+        Some(AccountField::Missing)
+    }
+
+    /// The header up to and including the data block's `[`, and the text after it.
+    pub(super) fn header(body: &str) -> Option<(&str, Header<'_>)> {
+        let mut c = Cursor { text: body, at: 0 };
+        let (encrypted, token) = id_token(&mut c)?;
+        let seq = seq(&mut c)?;
+        let receiver = receiver_no(&mut c)?;
+        let line = line_no(&mut c)?;
+        let has_line = line.is_some();
+        let mut line = line.unwrap_or_default();
+        let mut account = account(&mut c)?;
+        // `L0A0`: see [`super::header`].
+        if account == AccountField::Missing {
+            if let Some(stripped) = line.strip_suffix("A0") {
+                line = stripped;
+                account = AccountField::Placeholder;
+            }
+        }
+        if !c.eat(b'[') {
+            return None;
+        }
+        let header = Header {
+            token,
+            encrypted,
+            seq,
+            receiver,
+            line,
+            has_line,
+            account,
+        };
+        Some((c.rest()?, header))
+    }
+}
+
 fn syntax_reason(code: nom::error::ErrorKind) -> &'static str {
     match code {
         nom::error::ErrorKind::Tag => "expected a field marker (\", L, [ …) that is missing",
@@ -528,7 +700,10 @@ impl<'a> Frame<'a> {
         scratch: &'c mut Vec<u8>,
     ) -> Result<Content<'c>, ContentError> {
         if !self.header.encrypted {
-            return content(self.payload, false).map_err(ContentError::Syntax);
+            let mut c = content(self.payload, false).map_err(ContentError::Syntax)?;
+            // `data` starts the payload.
+            c.data_ascii = self.payload_text.and_then(|t| t.get(..c.data.len()));
+            return Ok(c);
         }
         let key = key.ok_or(ContentError::NoKey)?;
         let opened = crypto::open(key, self.payload, scratch)?;
@@ -593,6 +768,7 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
         timestamp,
         pad_len: None,
         deviations,
+        data_ascii: None,
     })
 }
 
@@ -745,6 +921,85 @@ mod tests {
         assert!(!f.header.has_line);
         assert!(f.deviations.contains(Deviation::NoLine));
         assert_eq!(f.header.account, AccountField::Number("1234"));
+    }
+
+    #[test]
+    fn ascii_frames_take_the_quick_header() {
+        let raw = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+        let f = parse_frame(raw).unwrap();
+        assert!(f.payload_text.is_some());
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert!(matches!(
+            c.data_text(),
+            std::borrow::Cow::Borrowed("#1234|Nri1/BA01")
+        ));
+    }
+
+    /// Header-like text: each field in its place, drawn from well-formed, borderline and
+    /// wrong values, so that both readers meet near misses as well as real headers.
+    fn header_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let field = |choices: Vec<&'static str>| {
+            proptest::sample::select(choices)
+                .prop_map(String::from)
+                .boxed()
+        };
+        (
+            prop_oneof![4 => field(vec!["\"", "\"*"]), 1 => field(vec!["\"**", "", "*"])],
+            prop_oneof![
+                4 => field(vec!["SIA-DCS", "NULL", "ADM-CID"]),
+                1 => field(vec!["", "A\"B", "[x", "SIA DCS"]),
+                1 => "[\\x21-\\x7e]{0,34}",
+            ],
+            prop_oneof![6 => field(vec!["\""]), 1 => field(vec!["", "\"\""])],
+            prop_oneof![6 => "[0-9]{1,4}", 1 => "[0-9]{0,6}"],
+            prop_oneof![field(vec!["", "R", "Rx"]), "R[0-9A-Fa-f]{0,8}"],
+            prop_oneof![
+                field(vec!["", "L", "L0A0", "LA0", "A0"]),
+                "L[0-9A-Fa-f]{0,8}"
+            ],
+            prop_oneof![
+                2 => field(vec!["", "#", "A0", "A", "#12 3"]),
+                3 => "#[a-zA-Z0-9]{0,18}",
+            ],
+            prop_oneof![6 => field(vec!["[", "[#1234|NBA1]"]), 1 => field(vec!["", "x[", "[["])],
+        )
+            .prop_map(|(a, b, c, d, e, f, g, h)| [a, b, c, d, e, f, g, h].concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Wherever the quick reading takes a header, the full parser reads the same.
+        #[test]
+        fn quick_header_agrees_with_full_parser(s in header_like()) {
+            if let Some((rest, h)) = ascii_header::header(&s) {
+                let (full_rest, full) = header(s.as_bytes()).unwrap();
+                proptest::prop_assert_eq!(full, h);
+                proptest::prop_assert_eq!(full_rest, rest.as_bytes());
+            }
+        }
+
+        /// And wherever the full parser takes a well-formed header, so does the quick one.
+        #[test]
+        fn quick_header_takes_well_formed_headers(
+            star in proptest::bool::ANY,
+            token in "[A-Z*-]{1,8}",
+            seq in "[0-9]{1,4}",
+            receiver in proptest::option::of("[0-9A-F]{0,6}"),
+            line in proptest::option::of("[0-9A-F]{0,6}"),
+            account in proptest::option::of("[0-9A-Z]{1,16}"),
+        ) {
+            let mut s = format!("\"{}{token}\"{seq}", if star { "*" } else { "" });
+            if let Some(r) = &receiver { s.push('R'); s.push_str(r); }
+            if let Some(l) = &line { s.push('L'); s.push_str(l); }
+            if let Some(a) = &account { s.push('#'); s.push_str(a); }
+            s.push_str("[data]");
+            let full = header(s.as_bytes()).map(|(_, h)| h).ok();
+            let quick = ascii_header::header(&s).map(|(_, h)| h);
+            proptest::prop_assert_eq!(quick, full);
+        }
     }
 
     #[test]

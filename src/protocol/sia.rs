@@ -333,6 +333,11 @@ impl<'a> SiaParser<'a> {
                             .map(|m| m.value)
                             .filter(|v| !v.is_empty())
                     };
+                    if self.out.events.capacity() == 0 {
+                        // Most blocks carry one event; growing from empty would reserve
+                        // room for four through the general growth path.
+                        self.out.events = Vec::with_capacity(1);
+                    }
                     self.out.events.push(SiaEvent {
                         new,
                         code,
@@ -389,9 +394,10 @@ pub(crate) fn ascii_exact(i: &str, n: usize, pred: impl Fn(u8) -> bool) -> Res<'
     }
 }
 
-/// Everything before the first `stop` character (memchr), `(rest, prefix)`; never fails.
-fn till(i: &str, stop: char) -> (&str, &str) {
-    let n = i.find(stop).unwrap_or(i.len());
+/// Everything before the first `stop` byte (ASCII), `(rest, prefix)`; never fails. A plain
+/// byte scan: blocks are a few bytes long, shorter than `str::find`'s set-up.
+fn till(i: &str, stop: u8) -> (&str, &str) {
+    let n = i.bytes().position(|b| b == stop).unwrap_or(i.len());
     match i.split_at_checked(n) {
         Some((taken, rest)) => (rest, taken),
         None => (i, ""),
@@ -401,18 +407,18 @@ fn till(i: &str, stop: char) -> (&str, &str) {
 /// `#` + account, up to the block separator.
 fn account_block(i: &str) -> Res<'_, &str> {
     let (i, _) = char('#').parse(i)?;
-    Ok(till(i, '|'))
+    Ok(till(i, b'|'))
 }
 
 /// `A` + free text, up to the block separator.
 fn text_block(i: &str) -> Res<'_, &str> {
     let (i, _) = char('A').parse(i)?;
-    Ok(till(i, '|'))
+    Ok(till(i, b'|'))
 }
 
 /// Any other block, whole (function character included).
 fn other_block(i: &str) -> Res<'_, &str> {
-    Ok(till(i, '|'))
+    Ok(till(i, b'|'))
 }
 
 /// Modifier: two lower-case letters and a value of digits, `:` and `-` (`ti16:02:15`,
@@ -449,7 +455,7 @@ fn address(i: &str) -> Res<'_, &str> {
 /// `^text^`: a name or annotation after an element.
 fn caret_text(i: &str) -> Res<'_, &str> {
     let (i, _) = char('^').parse(i)?;
-    let (i, text) = till(i, '^');
+    let (i, text) = till(i, b'^');
     let (i, _) = char('^').parse(i)?;
     Ok((i, text))
 }

@@ -16,19 +16,18 @@ pub fn parse(text: &[u8]) -> Option<UtcDateTime> {
     else {
         return None;
     };
-    let two = |a: u8, b: u8| -> Option<u8> {
-        if a.is_ascii_digit() && b.is_ascii_digit() {
-            Some((a - b'0') * 10 + (b - b'0'))
-        } else {
-            None
-        }
-    };
-    let hour = two(*h1, *h2)?;
-    let minute = two(*mi1, *mi2)?;
-    let second = two(*s1, *s2)?;
-    let month = two(*mo1, *mo2)?;
-    let day = two(*d1, *d2)?;
-    let year = i32::from(two(*y1, *y2)?) * 100 + i32::from(two(*y3, *y4)?);
+    // Every digit checked at once, then each pair read without a branch.
+    let digits = [h1, h2, mi1, mi2, s1, s2, mo1, mo2, d1, d2, y1, y2, y3, y4];
+    if !digits.iter().all(|d| d.is_ascii_digit()) {
+        return None;
+    }
+    let two = |a: u8, b: u8| (a & 0x0F) * 10 + (b & 0x0F);
+    let hour = two(*h1, *h2);
+    let minute = two(*mi1, *mi2);
+    let second = two(*s1, *s2);
+    let month = two(*mo1, *mo2);
+    let day = two(*d1, *d2);
+    let year = i32::from(two(*y1, *y2)) * 100 + i32::from(two(*y3, *y4));
     let month = Month::try_from(month).ok()?;
     let date = Date::from_calendar_date(year, month, day).ok()?;
     let time = Time::from_hms(hour, minute, second).ok()?;

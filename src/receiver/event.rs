@@ -125,13 +125,26 @@ impl Event {
         receiver: &str,
         account: &str,
         code: &str,
+        kind: (Qualifier, EventClass, Category),
+        text: String,
+    ) -> Event {
+        Event::received(id, rfc3339(now), receiver, account, code, kind, text)
+    }
+
+    /// [`Event::internal`] with the arrival time already written (see [`stamps`]).
+    pub fn received(
+        id: CompactString,
+        received_at: CompactString,
+        receiver: &str,
+        account: &str,
+        code: &str,
         (qualifier, class, category): (Qualifier, EventClass, Category),
         text: String,
     ) -> Event {
         let text = Cow::Owned(text);
         Event {
             id,
-            received_at: rfc3339(now),
+            received_at,
             receiver: CompactString::new(receiver),
             transport: Transport::Internal,
             peer: None,
@@ -179,7 +192,7 @@ impl Event {
 pub fn rfc3339(t: UtcDateTime) -> CompactString {
     let mut b = *b"0000-00-00T00:00:00.000Z";
     fill_date_time(&mut b, t);
-    put_digits(&mut b, 20, 3, u32::from(t.millisecond()));
+    put_millis(&mut b, 20, t);
     ascii_string(&b)
 }
 
@@ -191,20 +204,79 @@ pub fn panel_rfc3339(t: UtcDateTime) -> CompactString {
 }
 
 fn fill_date_time(b: &mut [u8], t: UtcDateTime) {
-    put_digits(b, 0, 4, t.year().clamp(0, 9999) as u32);
-    put_digits(b, 5, 2, u32::from(u8::from(t.month())));
-    put_digits(b, 8, 2, u32::from(t.day()));
-    put_digits(b, 11, 2, u32::from(t.hour()));
-    put_digits(b, 14, 2, u32::from(t.minute()));
-    put_digits(b, 17, 2, u32::from(t.second()));
+    let year = t.year().clamp(0, 9999) as u16;
+    put_pair(b, 0, (year / 100) as u8);
+    put_pair(b, 2, (year % 100) as u8);
+    put_pair(b, 5, u8::from(t.month()));
+    put_pair(b, 8, t.day());
+    put_pair(b, 11, t.hour());
+    put_pair(b, 14, t.minute());
+    put_pair(b, 17, t.second());
 }
 
-fn put_digits(b: &mut [u8], at: usize, width: usize, mut v: u32) {
-    for i in (at..at + width).rev() {
-        if let Some(slot) = b.get_mut(i) {
-            *slot = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
+/// Three digits of milliseconds at `at`.
+fn put_millis(b: &mut [u8], at: usize, t: UtcDateTime) {
+    let ms = t.millisecond();
+    if let Some(slot) = b.get_mut(at) {
+        *slot = b'0' + (ms / 100 % 10) as u8;
+    }
+    put_pair(b, at + 1, (ms % 100) as u8);
+}
+
+/// The last two decimal digits of `v` at `at`: a pair at a time halves the divisions of
+/// a digit at a time.
+fn put_pair(b: &mut [u8], at: usize, v: u8) {
+    if let Some(slot) = b.get_mut(at..at + 2) {
+        slot.copy_from_slice(&[b'0' + v / 10 % 10, b'0' + v % 10]);
+    }
+}
+
+/// The texts every event of a frame carries: id, arrival time and panel time.
+pub struct Stamps {
+    pub id: CompactString,
+    pub received_at: CompactString,
+    pub panel_time: Option<CompactString>,
+}
+
+/// Where [`stamps`] writes each text in its block.
+const ID_AT: std::ops::Range<usize> = 0..32;
+const RECEIVED_AT: std::ops::Range<usize> = 32..56;
+const PANEL_AT: std::ops::Range<usize> = 56..76;
+
+/// Writing room for [`stamps`], aligned so that the UTF-8 check runs on whole words.
+#[repr(C, align(16))]
+struct StampBlock([u8; 80]);
+
+/// The id of the `index`-th event of the frame `key`, `now` as its arrival time and the
+/// panel's time, as [`ContentKey::event_id`], [`rfc3339`] and [`panel_rfc3339`] write
+/// them. The three are written side by side and checked as UTF-8 once: each check of a
+/// short unaligned slice costs as much as writing the text.
+pub fn stamps(
+    key: ContentKey,
+    index: usize,
+    now: UtcDateTime,
+    panel: Option<UtcDateTime>,
+) -> Stamps {
+    let mut block = StampBlock([b' '; 80]);
+    let b = &mut block.0;
+    if let Some(id) = b.get_mut(ID_AT) {
+        write_hex128(key.event_hash(index), id);
+    }
+    if let Some(at) = b.get_mut(RECEIVED_AT) {
+        at.copy_from_slice(b"0000-00-00T00:00:00.000Z");
+        fill_date_time(at, now);
+        put_millis(at, 20, now);
+    }
+    if let (Some(t), Some(at)) = (panel, b.get_mut(PANEL_AT)) {
+        at.copy_from_slice(b"0000-00-00T00:00:00Z");
+        fill_date_time(at, t);
+    }
+    let text = std::str::from_utf8(&block.0).unwrap_or_default();
+    let part = |r| text.get(r).map(CompactString::new).unwrap_or_default();
+    Stamps {
+        id: part(ID_AT),
+        received_at: part(RECEIVED_AT),
+        panel_time: panel.map(|_| part(PANEL_AT)),
     }
 }
 
@@ -219,13 +291,18 @@ fn ascii_string(b: &[u8]) -> CompactString {
 
 /// 32 lower-case hex digits.
 fn hex128(v: u128) -> CompactString {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 124 - 4 * i as u32;
-        *slot = HEX[((v >> shift) & 0xF) as usize];
-    }
+    write_hex128(v, &mut out);
     ascii_string(&out)
+}
+
+/// `v` as 32 lower-case hex digits into `out` (32 bytes).
+fn write_hex128(v: u128, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // A byte at a time: shifting the `u128` a nibble per digit costs twice as much.
+    for (pair, byte) in out.chunks_exact_mut(2).take(16).zip(v.to_be_bytes()) {
+        pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xF)]]);
+    }
 }
 
 /// The identity of what a panel sent, shared by every receiver that gets it.
@@ -248,7 +325,7 @@ impl ContentKey {
         // times more on inputs this small. Typical frames fit the stack buffer.
         let ext_len: usize = ext.iter().map(|(_, v)| v.len() + 2).sum();
         let len = account.len() + token.len() + seq.len() + data.len() + ext_len + 16;
-        let mut stack = [0u8; 512];
+        let mut stack = [0u8; 256];
         let mut heap = Vec::new();
         let buf: &mut [u8] = match stack.get_mut(..len) {
             Some(b) => b,
@@ -260,14 +337,14 @@ impl ContentKey {
         let mut w = Writer { buf, at: 0 };
         for part in [account.as_bytes(), token.as_bytes(), seq.as_bytes(), data] {
             w.put(part);
-            w.put(&[0x1F]);
+            w.put_byte(0x1F);
         }
         for (id, value) in ext {
-            w.put(&[*id]);
+            w.put_byte(*id);
             w.put(value);
-            w.put(&[0x1E]);
+            w.put_byte(0x1E);
         }
-        w.put(&[0x1F]);
+        w.put_byte(0x1F);
         if let Some(t) = panel_time {
             w.put(&t.unix_timestamp().to_le_bytes());
         }
@@ -276,7 +353,11 @@ impl ContentKey {
 
     /// The id of the `index`-th event of this frame: 32 hex digits.
     pub fn event_id(self, index: usize) -> CompactString {
-        hex128(xxh3_128_with_seed(&self.0.to_le_bytes(), index as u64))
+        hex128(self.event_hash(index))
+    }
+
+    fn event_hash(self, index: usize) -> u128 {
+        xxh3_128_with_seed(&self.0.to_le_bytes(), index as u64)
     }
 
     pub fn to_hex(self) -> CompactString {
@@ -303,6 +384,14 @@ impl Writer<'_> {
         }
     }
 
+    /// One byte: a separator or an identifier, without `put`'s slice copy.
+    fn put_byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.at) {
+            *slot = b;
+            self.at += 1;
+        }
+    }
+
     fn written(&self) -> &[u8] {
         self.buf.get(..self.at).unwrap_or_default()
     }
@@ -318,6 +407,29 @@ mod tests {
         let t = utc_datetime!(2024-01-15 12:00:05.123);
         assert_eq!(rfc3339(t), "2024-01-15T12:00:05.123Z");
         assert_eq!(panel_rfc3339(t), "2024-01-15T12:00:05Z");
+        let t = utc_datetime!(0999-03-04 05:06:07.089);
+        assert_eq!(rfc3339(t), "0999-03-04T05:06:07.089Z");
+        assert_eq!(panel_rfc3339(t), "0999-03-04T05:06:07Z");
+        let t = utc_datetime!(2099-12-31 23:59:59.999);
+        assert_eq!(rfc3339(t), "2099-12-31T23:59:59.999Z");
+        assert_eq!(
+            hex128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            "0123456789abcdeffedcba9876543210"
+        );
+    }
+
+    #[test]
+    fn stamps_match_their_single_writers() {
+        let key = ContentKey::of("1234", "SIA-DCS", "0001", b"#1234|NBA1", &[], None);
+        let now = utc_datetime!(2024-01-15 12:00:05.123);
+        let panel = utc_datetime!(2024-01-15 12:00:00);
+        for index in [0, 1, usize::MAX] {
+            let s = stamps(key, index, now, Some(panel));
+            assert_eq!(s.id, key.event_id(index));
+            assert_eq!(s.received_at, rfc3339(now));
+            assert_eq!(s.panel_time, Some(panel_rfc3339(panel)));
+        }
+        assert_eq!(stamps(key, 0, now, None).panel_time, None);
     }
 
     #[test]

@@ -11,11 +11,11 @@ use compact_str::{format_compact, CompactString, ToCompactString};
 
 use time::UtcDateTime;
 
-use super::event::{panel_rfc3339, ContentKey, Event, Transport};
-use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier};
+use super::event::{stamps, ContentKey, Event, Transport};
+use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier, SiaCodeInfo};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
-use crate::protocol::sia::{parse_sia_data, SiaEvent};
+use crate::protocol::sia::{parse_sia_data, SiaData, SiaEvent};
 use crate::protocol::text::{decode_w1252, escape};
 
 /// Where and when a frame arrived: what the frame itself cannot say.
@@ -37,10 +37,24 @@ pub struct FrameFacts<'a> {
     pub content: &'a Content<'a>,
     pub account: &'a str,
     pub raw: &'a [u8],
-    /// `raw` escaped, made by the first event that needs it and shared by the others.
-    pub raw_text: std::cell::OnceCell<String>,
+    /// `raw` escaped, made by the first event that needs it and cloned by the others; see
+    /// [`FrameFacts::raw_text`].
+    pub raw_text: std::cell::Cell<Option<String>>,
     pub key: ContentKey,
     pub unknown_account: bool,
+}
+
+impl FrameFacts<'_> {
+    /// `raw` escaped, for one event. `last` says that no other event of the frame will ask
+    /// for it, so the shared copy is handed over instead of cloned: a frame of one event
+    /// escapes once and copies nothing.
+    fn raw_text(&self, last: bool) -> String {
+        let text = self.raw_text.take().unwrap_or_else(|| escape(self.raw));
+        if !last {
+            self.raw_text.set(Some(text.clone()));
+        }
+        text
+    }
 }
 
 /// Which payload grammar a token carries.
@@ -96,42 +110,53 @@ pub fn decode_clear(
 
 /// The events of a frame. NULL polls make none.
 pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
-    let data = decode_w1252(facts.content.data);
+    let data = facts.content.data_text();
     match payload {
         Payload::Null => Vec::new(),
         Payload::Sia => match parse_sia_data(&data) {
-            Ok(sia) => {
-                let data_account = sia.account.filter(|a| *a != facts.account);
-                let mut names: Vec<String> = sia.texts.iter().map(|t| t.to_string()).collect();
-                names.retain(|n| !n.is_empty());
-                if sia.events.is_empty() {
-                    // An `A`-only or empty `N` block still tells something.
-                    let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
-                    e.text = Cow::Borrowed("SIA data without an event code");
-                    e.names = names;
-                    e.data_account = data_account.map(CompactString::new);
-                    return vec![e];
-                }
-                sia.events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ev)| {
-                        let mut e = sia_event(facts, i, ev);
-                        e.data_account = data_account.map(CompactString::new);
-                        e.names.extend(names.iter().cloned());
-                        e
-                    })
-                    .collect()
-            }
-            Err(err) => vec![unparsed(facts, &data, &err.to_string())],
+            Ok(sia) => sia_events(facts, &sia),
+            Err(err) => unparsed(facts, &data, &err.to_string()),
         },
         Payload::ContactId => match parse_cid_data(&data) {
-            Ok(cid) => vec![cid_event(facts, &cid)],
-            Err(err) => vec![unparsed(facts, &data, &err.to_string())],
+            Ok(cid) => cid_events(facts, &cid),
+            Err(err) => unparsed(facts, &data, &err.to_string()),
         },
     }
 }
 
+/// One event per SIA event code. The `A` texts and the data block's account belong to
+/// the whole block, so every event carries them.
+fn sia_events(facts: &FrameFacts<'_>, sia: &SiaData<'_>) -> Vec<Event> {
+    let data_account = sia.account.filter(|a| *a != facts.account);
+    let texts = sia.texts.iter().filter(|t| !t.is_empty());
+    let Some(last) = sia.events.len().checked_sub(1) else {
+        // An `A`-only or empty `N` block still tells something.
+        let mut out = Vec::with_capacity(1);
+        let class = (EventClass::Other, Category::Other);
+        if let Some(e) = push_event(&mut out, facts, 0, "", class, true) {
+            e.text = Cow::Borrowed("SIA data without an event code");
+            e.names.extend(texts.map(|t| t.to_string()));
+            e.data_account = data_account.map(CompactString::new);
+        }
+        return out;
+    };
+    let mut out = Vec::with_capacity(sia.events.len());
+    for (i, ev) in sia.events.iter().enumerate() {
+        let info = ev.info();
+        let class = match info {
+            Some(i) => (i.effective_class(), i.category),
+            None => (EventClass::Other, codes::sia_category(ev.code)),
+        };
+        if let Some(e) = push_event(&mut out, facts, i, ev.code, class, i == last) {
+            sia_fields(e, ev, info);
+            e.data_account = data_account.map(CompactString::new);
+            e.names.extend(texts.clone().map(|t| t.to_string()));
+        }
+    }
+    out
+}
+
+/// What every event of a frame starts from: the frame's facts, and the code and class.
 pub fn base_event(
     facts: &FrameFacts<'_>,
     index: usize,
@@ -139,16 +164,63 @@ pub fn base_event(
     class: EventClass,
     category: Category,
 ) -> Event {
-    let h = facts.header;
-    let mut e = Event::internal(
-        facts.key.event_id(index),
-        facts.arrival.now,
+    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    let mut e = new_event(
+        facts,
+        stamps.id,
+        stamps.received_at,
+        code,
+        (class, category),
+    );
+    frame_fields(&mut e, facts, stamps.panel_time, false);
+    e
+}
+
+/// [`base_event`] made in place at the end of `out`, for the rest to be filled in there:
+/// an event is several hundred bytes, and building it on the stack and handing it up
+/// would copy it at every step. `last` says whether it is the frame's last event (see
+/// [`FrameFacts::raw_text`]).
+fn push_event<'o>(
+    out: &'o mut Vec<Event>,
+    facts: &FrameFacts<'_>,
+    index: usize,
+    code: &str,
+    class: (EventClass, Category),
+    last: bool,
+) -> Option<&'o mut Event> {
+    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    out.push(new_event(facts, stamps.id, stamps.received_at, code, class));
+    let e = out.last_mut()?;
+    frame_fields(e, facts, stamps.panel_time, last);
+    Some(e)
+}
+
+fn new_event(
+    facts: &FrameFacts<'_>,
+    id: CompactString,
+    received_at: CompactString,
+    code: &str,
+    (class, category): (EventClass, Category),
+) -> Event {
+    Event::received(
+        id,
+        received_at,
         facts.arrival.receiver,
         facts.account,
         code,
         (Qualifier::New, class, category),
         String::new(),
-    );
+    )
+}
+
+/// What the frame says about each of its events.
+fn frame_fields(
+    e: &mut Event,
+    facts: &FrameFacts<'_>,
+    panel_time: Option<CompactString>,
+    last: bool,
+) {
+    let h = facts.header;
     e.transport = facts.arrival.transport;
     e.peer = match facts.arrival.peer_label {
         Some(l) => Some(CompactString::new(l)),
@@ -164,11 +236,10 @@ pub fn base_event(
     e.seq = Some(CompactString::new(h.seq));
     e.receiver_no = h.receiver.map(CompactString::new);
     e.line_no = h.has_line.then(|| CompactString::new(h.line));
-    e.panel_time = facts.content.timestamp.map(panel_rfc3339);
+    e.panel_time = panel_time;
     e.unknown_account = facts.unknown_account;
-    e.raw = facts.raw_text.get_or_init(|| escape(facts.raw)).clone();
-    apply_ext(&mut e, facts.content);
-    e
+    e.raw = facts.raw_text(last);
+    apply_ext(e, facts.content);
 }
 
 /// Extended blocks (§7) into named fields; all of them also verbatim in `ext`.
@@ -202,13 +273,8 @@ fn apply_ext(e: &mut Event, content: &Content<'_>) {
     }
 }
 
-fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
-    let info = ev.info();
-    let (class, category) = match info {
-        Some(i) => (i.effective_class(), i.category),
-        None => (EventClass::Other, codes::sia_category(ev.code)),
-    };
-    let mut e = base_event(facts, index, ev.code, class, category);
+/// The SIA event's own fields: qualifier, address, text, time and names.
+fn sia_fields(e: &mut Event, ev: &SiaEvent<'_>, info: Option<&SiaCodeInfo>) {
     e.qualifier = if !ev.new {
         Qualifier::Status
     } else if info.is_some_and(|i| i.is_restore) {
@@ -247,17 +313,20 @@ fn sia_event(facts: &FrameFacts<'_>, index: usize, ev: &SiaEvent<'_>) -> Event {
     if let Some(t) = ev.x_sia_text() {
         e.names.push(t.to_string());
     }
-    e
 }
 
-fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
+/// The one event of a Contact ID message.
+fn cid_events(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Vec<Event> {
     let info = codes::cid_code(cid.code);
-    let (class, category) = match info {
+    let class = match info {
         Some(i) => (i.class, i.category),
         None => (EventClass::Other, Category::Other),
     };
-    let code = format_compact!("{:03}", cid.code);
-    let mut e = base_event(facts, 0, &code, class, category);
+    let code = cid_code_text(cid.code);
+    let mut out = Vec::with_capacity(1);
+    let Some(e) = push_event(&mut out, facts, 0, &code, class, true) else {
+        return out;
+    };
     let qualifier = cid.qualifier_kind;
     e.qualifier = qualifier.unwrap_or(Qualifier::New);
     e.arming = qualifier.and_then(|q| q.arming(cid.code));
@@ -282,14 +351,46 @@ fn cid_event(facts: &FrameFacts<'_>, cid: &CidData<'_>) -> Event {
             .to_mut()
             .push_str(&format!(" (unknown qualifier {})", cid.qualifier));
     }
-    e
+    out
 }
 
-fn unparsed(facts: &FrameFacts<'_>, data: &str, why: &str) -> Event {
-    let mut e = base_event(facts, 0, "", EventClass::Other, Category::Other);
-    e.text = Cow::Owned(format!(
-        "Unparsed {} data `{}`: {}",
-        facts.header.token, data, why
-    ));
-    e
+/// `code` as `{:03}` writes it (`130`, `007`), without the formatter, which costs more
+/// than the rest of the event's text fields together.
+fn cid_code_text(code: u16) -> CompactString {
+    if code > 999 {
+        return format_compact!("{code:03}");
+    }
+    let digits = [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ];
+    std::str::from_utf8(&digits)
+        .map(CompactString::new)
+        .unwrap_or_default()
+}
+
+/// A data block that does not parse, as one event carrying it.
+fn unparsed(facts: &FrameFacts<'_>, data: &str, why: &str) -> Vec<Event> {
+    let mut out = Vec::with_capacity(1);
+    let class = (EventClass::Other, Category::Other);
+    if let Some(e) = push_event(&mut out, facts, 0, "", class, true) {
+        e.text = Cow::Owned(format!(
+            "Unparsed {} data `{}`: {}",
+            facts.header.token, data, why
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_codes_read_as_three_digits() {
+        for code in [0, 7, 42, 130, 999, 1000, 65535] {
+            assert_eq!(cid_code_text(code), format!("{code:03}"));
+        }
+    }
 }

@@ -35,6 +35,11 @@ use super::Lsn;
 /// more would add flushes without shortening anyone's wait by much.
 const SYNCERS: usize = 2;
 
+/// A second sync starts only once the one in flight has run this long: a disk that syncs in
+/// tens of microseconds is served by syncs one after the other, and overlapping them would
+/// only double the flushes (and their CPU); one that takes milliseconds gets the overlap.
+const OVERLAP_AFTER: Duration = Duration::from_micros(200);
+
 pub(super) type Completion = oneshot::Sender<Result<RangeInclusive<Lsn>>>;
 
 /// One request, written and waiting for a sync.
@@ -71,6 +76,9 @@ struct State {
     unsynced_bytes: usize,
     poisoned: Option<Arc<str>>,
     stopping: bool,
+    /// Syncs running now, and when the latest of them began.
+    in_flight: usize,
+    last_start: Instant,
     #[cfg(test)]
     fail_sync_after: Option<u64>,
 }
@@ -85,6 +93,7 @@ struct Shared {
     durable: watch::Sender<Lsn>,
     observer: Option<BatchObserver>,
     max_unsynced_bytes: usize,
+    overlap_after: Duration,
 }
 
 impl Shared {
@@ -127,6 +136,8 @@ impl SyncStage {
                 unsynced_bytes: 0,
                 poisoned: None,
                 stopping: false,
+                in_flight: 0,
+                last_start: Instant::now(),
                 #[cfg(test)]
                 fail_sync_after: s.fail_sync_after,
             }),
@@ -136,6 +147,7 @@ impl SyncStage {
             durable: s.durable,
             observer: s.observer,
             max_unsynced_bytes: s.max_unsynced_bytes.max(1),
+            overlap_after: OVERLAP_AFTER,
         });
         let mut threads = Vec::with_capacity(SYNCERS);
         for i in 0..SYNCERS {
@@ -255,8 +267,23 @@ fn syncer(shared: &Shared) {
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         }
+        if st.in_flight > 0 {
+            let running = st.last_start.elapsed();
+            if running < shared.overlap_after {
+                // A fast sync in flight will be done soon and this one can follow it; a
+                // second one now would only add a flush.
+                st = shared
+                    .work
+                    .wait_timeout(st, shared.overlap_after - running)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                continue;
+            }
+        }
         let target = st.written;
         st.covered = target;
+        st.in_flight += 1;
+        st.last_start = Instant::now();
         let file = Arc::clone(&st.file);
         let path = st.path.clone();
         #[cfg(test)]
@@ -282,6 +309,7 @@ fn syncer(shared: &Shared) {
         let took = started.elapsed();
 
         st = shared.lock();
+        st.in_flight -= 1;
         if let Err(e) = synced {
             let err = JournalError::io("fdatasync", &path, e);
             let pending = poison(shared, st, &err);
@@ -325,6 +353,8 @@ fn syncer(shared: &Shared) {
         shared.durable.send_replace(target);
         drop(st);
         shared.room.notify_one();
+        // A syncer holding back for this sync to end may go now.
+        shared.work.notify_one();
         for w in done {
             let range = w.first_lsn..=w.last_lsn();
             if let Some(tx) = w.done {

@@ -197,9 +197,31 @@ impl SyncStage {
         st.written = st.written.max(written);
         st.unsynced_bytes += batch.iter().map(|w| w.bytes).sum::<usize>();
         st.waiting.extend(batch);
-        drop(st);
-        // One idle syncer is enough: a busy one looks for more work when its sync ends.
-        self.shared.work.notify_one();
+        // A syncer whose sync ends looks for more work by itself, so an idle one is woken
+        // only when none is running, or when the running one has been slow long enough to
+        // be overlapped. Waking threads is not free on a virtual machine.
+        let wake = st.in_flight == 0 || st.last_start.elapsed() >= self.shared.overlap_after;
+        if wake {
+            self.shared.work.notify_one();
+        }
+        // Then wait until a sync has taken this batch. Meanwhile appends gather in the queue
+        // and become the next batch: without this wait, the writer would write (and be
+        // woken for) every append on its own while a sync runs. If the running sync is
+        // slow, the wait ends after `overlap_after` to start a second one.
+        while st.written > st.covered && st.poisoned.is_none() && !st.stopping {
+            let running = st.last_start.elapsed();
+            if st.in_flight == 0 || running >= self.shared.overlap_after {
+                self.shared.work.notify_one();
+                st = self.shared.room.wait(st).unwrap_or_else(|p| p.into_inner());
+            } else {
+                st = self
+                    .shared
+                    .room
+                    .wait_timeout(st, self.shared.overlap_after - running)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
     }
 
     /// A write failed: nothing may be acknowledged any more. Every request not yet durable,
@@ -267,23 +289,19 @@ fn syncer(shared: &Shared) {
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         }
-        if st.in_flight > 0 {
-            let running = st.last_start.elapsed();
-            if running < shared.overlap_after {
-                // A fast sync in flight will be done soon and this one can follow it; a
-                // second one now would only add a flush.
-                st = shared
-                    .work
-                    .wait_timeout(st, shared.overlap_after - running)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-                continue;
-            }
+        if st.in_flight > 0 && st.last_start.elapsed() < shared.overlap_after {
+            // A fast sync in flight will be done soon and its syncer takes this work next; a
+            // second sync now would only add a flush. A later write wakes this one if the
+            // running sync turns out slow.
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
         }
         let target = st.written;
         st.covered = target;
         st.in_flight += 1;
         st.last_start = Instant::now();
+        // The writer may be waiting for its batch to be taken.
+        shared.room.notify_one();
         let file = Arc::clone(&st.file);
         let path = st.path.clone();
         #[cfg(test)]
@@ -353,8 +371,6 @@ fn syncer(shared: &Shared) {
         shared.durable.send_replace(target);
         drop(st);
         shared.room.notify_one();
-        // A syncer holding back for this sync to end may go now.
-        shared.work.notify_one();
         for w in done {
             let range = w.first_lsn..=w.last_lsn();
             if let Some(tx) = w.done {

@@ -11,6 +11,12 @@
 //! this was measured on answer a flush that arrives after an idle moment in ~4 ms, against
 //! ~50 µs while flushes keep coming: overlapping syncs keep them coming.
 //!
+//! Who syncs: while syncs are fast (under `OVERLAP_AFTER`) and none is running, the writer
+//! thread syncs its own batch, as a plain group commit would: handing over to another
+//! thread costs a wake-up, which on a virtual machine is worth more than such a sync. Once
+//! a sync has been slow, batches go to the syncer threads, and a second sync starts when
+//! the running one has taken `OVERLAP_AFTER`.
+//!
 //! Completion: a batch's waiters are answered, `Ok` and in LSN order, only once a sync that
 //! began after the batch was written has returned `Ok`; the durable LSN is published before.
 //! A failed sync poisons the journal (see the module doc of `journal`): every batch not yet
@@ -79,6 +85,8 @@ struct State {
     /// Syncs running now, and when the latest of them began.
     in_flight: usize,
     last_start: Instant,
+    /// How long the last sync took: while syncs are fast, the writer syncs its own batches.
+    last_took: Duration,
     #[cfg(test)]
     fail_sync_after: Option<u64>,
 }
@@ -138,6 +146,7 @@ impl SyncStage {
                 stopping: false,
                 in_flight: 0,
                 last_start: Instant::now(),
+                last_took: Duration::ZERO,
                 #[cfg(test)]
                 fail_sync_after: s.fail_sync_after,
             }),
@@ -200,6 +209,13 @@ impl SyncStage {
         // A syncer whose sync ends looks for more work by itself, so an idle one is woken
         // only when none is running, or when the running one has been slow long enough to
         // be overlapped. Waking threads is not free on a virtual machine.
+        if st.in_flight == 0 && st.last_took < self.shared.overlap_after {
+            // The disk syncs fast and nothing is running: sync here, without handing over to
+            // another thread (a wake-up costs more than such a sync on a virtual machine).
+            // Appends gather in the queue meanwhile, as they would during a hand-over.
+            drop(sync_written(&self.shared, st));
+            return;
+        }
         let wake = st.in_flight == 0 || st.last_start.elapsed() >= self.shared.overlap_after;
         if wake {
             self.shared.work.notify_one();
@@ -296,90 +312,97 @@ fn syncer(shared: &Shared) {
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         }
-        let target = st.written;
-        st.covered = target;
-        st.in_flight += 1;
-        st.last_start = Instant::now();
-        // The writer may be waiting for its batch to be taken.
-        shared.room.notify_one();
-        let file = Arc::clone(&st.file);
-        let path = st.path.clone();
-        #[cfg(test)]
-        let injected = match st.fail_sync_after.as_mut() {
-            Some(0) => true,
-            Some(n) => {
-                *n -= 1;
-                false
-            }
-            None => false,
-        };
-        drop(st);
-
-        let started = Instant::now();
-        #[cfg(test)]
-        let synced = if injected {
-            Err(std::io::Error::other("injected fsync failure"))
-        } else {
-            file.sync_data()
-        };
-        #[cfg(not(test))]
-        let synced = file.sync_data();
-        let took = started.elapsed();
-
-        st = shared.lock();
-        st.in_flight -= 1;
-        if let Err(e) = synced {
-            let err = JournalError::io("fdatasync", &path, e);
-            let pending = poison(shared, st, &err);
-            fail(pending, &err);
-            return;
-        }
-        if st.poisoned.is_some() || target <= st.durable {
-            // Another sync that began later already covered this one's data.
-            continue;
-        }
-        let first = st.durable + 1;
-        st.durable = target;
-        let mut done = Vec::new();
-        while st.waiting.front().is_some_and(|w| w.last_lsn() <= target) {
-            if let Some(w) = st.waiting.pop_front() {
-                done.push(w);
-            }
-        }
-        let bytes: usize = done.iter().map(|w| w.bytes).sum();
-        st.unsynced_bytes = st.unsynced_bytes.saturating_sub(bytes);
-        let bs = BatchStats {
-            records: (target + 1 - first) as usize,
-            requests: done.len(),
-            bytes,
-            first_lsn: first,
-            last_lsn: target,
-            write: done.iter().map(|w| w.write).sum(),
-            fsync: took,
-            rotations: done.iter().map(|w| w.rotations).sum(),
-        };
-        let s = &shared.stats;
-        s.batches.fetch_add(1, Relaxed);
-        s.records.fetch_add(bs.records as u64, Relaxed);
-        s.bytes.fetch_add(bs.bytes as u64, Relaxed);
-        s.rotations.fetch_add(bs.rotations as u64, Relaxed);
-        s.last_fsync_nanos
-            .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
-        s.durable_lsn.store(target, Relaxed);
-        // Published under the lock, so the durable LSN readers see never goes back, and
-        // before the waiters hear: a reader woken by an acknowledged append can read it.
-        shared.durable.send_replace(target);
-        drop(st);
-        shared.room.notify_one();
-        for w in done {
-            let range = w.first_lsn..=w.last_lsn();
-            if let Some(tx) = w.done {
-                let _ = tx.send(Ok(range));
-            }
-        }
-        if let Some(obs) = &shared.observer {
-            obs(&bs);
-        }
-        st = shared.lock();
+        st = sync_written(shared, st);
     }
+}
+
+/// Syncs everything written so far and answers what that made durable. Called with the
+/// lock held and something uncovered; returns with the lock held again.
+fn sync_written<'s>(shared: &'s Shared, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+    let target = st.written;
+    st.covered = target;
+    st.in_flight += 1;
+    st.last_start = Instant::now();
+    // The writer may be waiting for its batch to be taken.
+    shared.room.notify_one();
+    let file = Arc::clone(&st.file);
+    let path = st.path.clone();
+    #[cfg(test)]
+    let injected = match st.fail_sync_after.as_mut() {
+        Some(0) => true,
+        Some(n) => {
+            *n -= 1;
+            false
+        }
+        None => false,
+    };
+    drop(st);
+
+    let started = Instant::now();
+    #[cfg(test)]
+    let synced = if injected {
+        Err(std::io::Error::other("injected fsync failure"))
+    } else {
+        file.sync_data()
+    };
+    #[cfg(not(test))]
+    let synced = file.sync_data();
+    let took = started.elapsed();
+
+    st = shared.lock();
+    st.in_flight -= 1;
+    st.last_took = took;
+    if let Err(e) = synced {
+        let err = JournalError::io("fdatasync", &path, e);
+        let pending = poison(shared, st, &err);
+        fail(pending, &err);
+        return shared.lock();
+    }
+    if st.poisoned.is_some() || target <= st.durable {
+        // Another sync that began later already covered this one's data.
+        return st;
+    }
+    let first = st.durable + 1;
+    st.durable = target;
+    let mut done = Vec::new();
+    while st.waiting.front().is_some_and(|w| w.last_lsn() <= target) {
+        if let Some(w) = st.waiting.pop_front() {
+            done.push(w);
+        }
+    }
+    let bytes: usize = done.iter().map(|w| w.bytes).sum();
+    st.unsynced_bytes = st.unsynced_bytes.saturating_sub(bytes);
+    let bs = BatchStats {
+        records: (target + 1 - first) as usize,
+        requests: done.len(),
+        bytes,
+        first_lsn: first,
+        last_lsn: target,
+        write: done.iter().map(|w| w.write).sum(),
+        fsync: took,
+        rotations: done.iter().map(|w| w.rotations).sum(),
+    };
+    let s = &shared.stats;
+    s.batches.fetch_add(1, Relaxed);
+    s.records.fetch_add(bs.records as u64, Relaxed);
+    s.bytes.fetch_add(bs.bytes as u64, Relaxed);
+    s.rotations.fetch_add(bs.rotations as u64, Relaxed);
+    s.last_fsync_nanos
+        .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    s.durable_lsn.store(target, Relaxed);
+    // Published under the lock, so the durable LSN readers see never goes back, and
+    // before the waiters hear: a reader woken by an acknowledged append can read it.
+    shared.durable.send_replace(target);
+    drop(st);
+    shared.room.notify_one();
+    for w in done {
+        let range = w.first_lsn..=w.last_lsn();
+        if let Some(tx) = w.done {
+            let _ = tx.send(Ok(range));
+        }
+    }
+    if let Some(obs) = &shared.observer {
+        obs(&bs);
+    }
+    shared.lock()
 }

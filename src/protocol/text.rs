@@ -66,26 +66,25 @@ fn needs_escape(b: u8) -> bool {
     !(0x20..=0x7E).contains(&b) || b == b'\\'
 }
 
-/// Length of the leading run of bytes [`escape`] copies as they are. Whole 16-byte chunks
-/// are tested with a branch-free fold the compiler turns into vector compares: encrypted
-/// frames are a few hundred hex digits with nothing to escape.
+/// Length of the leading run of bytes [`escape`] copies as they are.
 fn plain_run(bytes: &[u8]) -> usize {
+    leading_run(bytes, needs_escape)
+}
+
+/// Length of the leading run of bytes for which `stop` is false. Whole 16-byte chunks are
+/// tested with a branch-free fold the compiler turns into vector compares: the strings this
+/// scans (frames, encrypted frames of hundreds of hex digits, JSON text) are mostly runs
+/// with nothing to stop at.
+pub fn leading_run(bytes: &[u8], stop: impl Fn(u8) -> bool) -> usize {
     let mut clean = 0;
     for chunk in bytes.chunks_exact(16) {
-        if chunk
-            .iter()
-            .fold(false, |dirty, &b| dirty | needs_escape(b))
-        {
+        if chunk.iter().fold(false, |dirty, &b| dirty | stop(b)) {
             break;
         }
         clean += 16;
     }
     let tail = bytes.get(clean..).unwrap_or_default();
-    clean
-        + tail
-            .iter()
-            .position(|&b| needs_escape(b))
-            .unwrap_or(tail.len())
+    clean + tail.iter().position(|&b| stop(b)).unwrap_or(tail.len())
 }
 
 /// Reads the escaped form back (the inverse of [`escape`]); unknown escapes are kept

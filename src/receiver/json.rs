@@ -194,27 +194,10 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Length of the leading run of bytes a JSON string carries as they are. Whole 16-byte
-/// chunks are tested with a branch-free fold, which the compiler turns into vector
-/// compares; most strings here are clean, and the escaped raw frame has a backslash only
-/// every few dozen bytes.
+/// Length of the leading run of bytes a JSON string carries as they are: most strings here
+/// are clean, and the escaped raw frame has a backslash only every few dozen bytes.
 fn clean_run(bytes: &[u8]) -> usize {
-    let mut clean = 0;
-    for chunk in bytes.chunks_exact(16) {
-        if chunk
-            .iter()
-            .fold(false, |dirty, &b| dirty | needs_escape(b))
-        {
-            break;
-        }
-        clean += 16;
-    }
-    let tail = bytes.get(clean..).unwrap_or_default();
-    clean
-        + tail
-            .iter()
-            .position(|&b| needs_escape(b))
-            .unwrap_or(tail.len())
+    crate::protocol::text::leading_run(bytes, needs_escape)
 }
 
 #[cfg(test)]

@@ -268,6 +268,8 @@ struct Pending {
     records: Vec<(i64, Vec<u8>)>,
     done: Option<Completion>,
     first_lsn: Lsn,
+    /// Encoded size of `records`, counted once when the request is taken.
+    bytes: usize,
 }
 
 struct Writer {
@@ -305,14 +307,16 @@ impl Writer {
             while let Some(req) = next.take() {
                 match req {
                     Request::Append { records, done } => {
-                        bytes += records
+                        let encoded = records
                             .iter()
                             .map(|(_, p)| record::encoded_len(p.len()))
                             .sum::<usize>();
+                        bytes += encoded;
                         batch.push(Pending {
                             records,
                             done,
                             first_lsn: 0,
+                            bytes: encoded,
                         });
                     }
                     Request::Close { done } => {
@@ -434,11 +438,7 @@ fn written(batch: &mut Vec<Pending>, ws: WriteStats) -> Vec<Written> {
         .map(|p| {
             let first = ws.take().unwrap_or_default();
             Written {
-                bytes: p
-                    .records
-                    .iter()
-                    .map(|(_, payload)| record::encoded_len(payload.len()))
-                    .sum(),
+                bytes: p.bytes,
                 records: p.records.len(),
                 first_lsn: p.first_lsn,
                 done: p.done,

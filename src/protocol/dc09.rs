@@ -322,11 +322,7 @@ pub fn parse_frame(input: &[u8]) -> Result<Frame<'_>, FrameError> {
     // One ASCII check of the whole body lets the header and the content be read as text
     // without validating each field on its own; a body that is not ASCII, or a header the
     // quick reading does not take, goes through the full parser, which also says why.
-    let body_text = if body.is_ascii() {
-        std::str::from_utf8(body).ok()
-    } else {
-        None
-    };
+    let body_text = super::text::ascii_str(body);
     let (payload, payload_text, header) = match body_text.and_then(ascii_header::header) {
         Some((rest, header)) => (rest.as_bytes(), Some(rest), header),
         None => {
@@ -453,7 +449,7 @@ type ParseResult<'a, T> = IResult<&'a [u8], T>;
 
 fn ascii(b: &[u8]) -> &str {
     // Callers only pass slices whose bytes were checked to be ASCII.
-    std::str::from_utf8(b).unwrap_or_default()
+    super::text::ascii_str(b).unwrap_or_default()
 }
 
 /// `"id"`: the ID token, with `*` marking encryption (§6).

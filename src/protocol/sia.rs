@@ -21,6 +21,7 @@ use super::codes::{self, SiaCodeInfo};
 use nom::character::complete::char;
 use nom::error::{Error, ErrorKind};
 use nom::{IResult, Parser};
+use smallvec::SmallVec;
 
 /// Most events accepted in one data block. Real panels send one, sometimes a handful; 64
 /// leaves room for batch senders while bounding what a hostile frame can make us allocate.
@@ -82,7 +83,9 @@ pub struct SiaEvent<'a> {
     pub time: Option<&'a str>,
     pub date: Option<&'a str>,
     pub peripheral: Option<&'a str>,
-    pub modifiers: Vec<SiaModifier<'a>>,
+    /// Inline room for three (`ri`, `id`, `ti` together are common), so a usual event
+    /// allocates nothing.
+    pub modifiers: SmallVec<[SiaModifier<'a>; 3]>,
     /// Caret texts right after the event (`CL0^VX FRONTE ^` gives `VX FRONTE `).
     pub names: Vec<&'a str>,
     /// What follows the address up to the next element: `NM`, or the Bosch X-SIA
@@ -254,7 +257,7 @@ impl<'a> SiaParser<'a> {
     /// Returns the input from the `|` that ends the block (or the empty end).
     fn event_block(&mut self, new: bool, body: &'a str) -> Result<&'a str, SiaError> {
         // The modifiers in effect live on the stack (no allocation per block); each event
-        // copies the used part into its own `Vec`.
+        // copies the used part into its own list.
         let mut slots = [SiaModifier {
             key: "",
             value: "",
@@ -347,7 +350,7 @@ impl<'a> SiaParser<'a> {
                         time: value_of("ti"),
                         date: value_of("da"),
                         peripheral: value_of("pi"),
-                        modifiers: context.to_vec(),
+                        modifiers: SmallVec::from_slice(context),
                         names: Vec::new(),
                         tail: non_empty(tail),
                     });

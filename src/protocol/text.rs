@@ -15,7 +15,7 @@ const HIGH: [char; 32] = [
 /// Decodes bytes as Windows-1252; ASCII (the usual case) is borrowed.
 pub fn decode_w1252(bytes: &[u8]) -> Cow<'_, str> {
     if bytes.is_ascii() {
-        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
+        return Cow::Borrowed(ascii_str(bytes).unwrap_or_default());
     }
     Cow::Owned(
         bytes
@@ -29,6 +29,27 @@ pub fn decode_w1252(bytes: &[u8]) -> Cow<'_, str> {
             })
             .collect(),
     )
+}
+
+/// `bytes` as text when they are all ASCII. ASCII is UTF-8 by definition, so the one
+/// word-at-a-time ASCII test replaces std's general UTF-8 validation, which costs several
+/// times more on the short, hot strings of a frame (header, escaped frame, event stamps).
+pub fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: every byte is below 0x80, and a sequence of such bytes is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
+/// `bytes` as an owned string, without copying, when they are all ASCII (see
+/// [`ascii_str`]); any other bytes are decoded lossily.
+pub fn ascii_string(bytes: Vec<u8>) -> String {
+    if !bytes.is_ascii() {
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    // SAFETY: as in `ascii_str`: all bytes are ASCII, hence valid UTF-8.
+    unsafe { String::from_utf8_unchecked(bytes) }
 }
 
 /// Writes bytes in the escaped form that `tocsin decode` reads back: printable ASCII as
@@ -59,14 +80,21 @@ pub fn escape(bytes: &[u8]) -> String {
         }
         rest = after;
     }
-    String::from_utf8(out).unwrap_or_default()
+    debug_assert!(out.is_ascii());
+    // SAFETY: plain runs hold only bytes 0x20..=0x7E (`needs_escape` is false for them),
+    // and every escape written above is ASCII: the output is ASCII, hence UTF-8.
+    unsafe { String::from_utf8_unchecked(out) }
 }
 
+#[inline(always)]
 fn needs_escape(b: u8) -> bool {
-    !(0x20..=0x7E).contains(&b) || b == b'\\'
+    // Both tests always run (`|`, not `||`): without a branch the chunked scan of
+    // `leading_run` becomes vector compares.
+    (b.wrapping_sub(0x20) > 0x7E - 0x20) | (b == b'\\')
 }
 
 /// Length of the leading run of bytes [`escape`] copies as they are.
+#[inline(always)]
 fn plain_run(bytes: &[u8]) -> usize {
     leading_run(bytes, needs_escape)
 }
@@ -74,7 +102,9 @@ fn plain_run(bytes: &[u8]) -> usize {
 /// Length of the leading run of bytes for which `stop` is false. Whole 16-byte chunks are
 /// tested with a branch-free fold the compiler turns into vector compares: the strings this
 /// scans (frames, encrypted frames of hundreds of hex digits, JSON text) are mostly runs
-/// with nothing to stop at.
+/// with nothing to stop at. Always inlined: the fold only becomes vector compares once
+/// `stop` is known, and left out of line it runs a byte at a time, several times slower.
+#[inline(always)]
 pub fn leading_run(bytes: &[u8], stop: impl Fn(u8) -> bool) -> usize {
     let mut clean = 0;
     for chunk in bytes.chunks_exact(16) {
@@ -137,6 +167,28 @@ pub fn unescape(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_only_is_taken_as_text() {
+        assert_eq!(
+            ascii_str(b"\n72FA0039\"SIA-DCS\"\r"),
+            Some("\n72FA0039\"SIA-DCS\"\r")
+        );
+        assert_eq!(ascii_str(b""), Some(""));
+        for bad in [&b"caf\xe9"[..], b"\xc3\xa9", b"\x80", b"abc\xff"] {
+            assert_eq!(ascii_str(bad), None, "{bad:?}");
+        }
+        for at in 0..70 {
+            let mut long = vec![b'A'; 70];
+            long[at] = 0x80;
+            assert_eq!(ascii_str(&long), None, "high byte at {at}");
+            long[at] = 0x7F;
+            assert!(ascii_str(&long).is_some());
+        }
+        assert_eq!(ascii_string(b"plain".to_vec()), "plain");
+        assert_eq!(ascii_string(b"caf\xc3\xa9".to_vec()), "café");
+        assert_eq!(ascii_string(b"x\xff".to_vec()), "x\u{FFFD}");
+    }
 
     #[test]
     fn w1252() {

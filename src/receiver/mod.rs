@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod decide;
 pub mod dedup;
 pub mod event;
+pub mod event_id;
 pub mod json;
 pub mod normalize;
 pub mod record;

@@ -12,6 +12,7 @@ use compact_str::{format_compact, CompactString, ToCompactString};
 use time::UtcDateTime;
 
 use super::event::{stamps, ContentKey, Event, Transport};
+use super::event_id::EventId;
 use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier, SiaCodeInfo};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
@@ -197,7 +198,7 @@ fn push_event<'o>(
 
 fn new_event(
     facts: &FrameFacts<'_>,
-    id: CompactString,
+    id: EventId,
     received_at: CompactString,
     code: &str,
     (class, category): (EventClass, Category),

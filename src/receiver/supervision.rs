@@ -614,7 +614,7 @@ impl Change {
         }
         h.update(&now.unix_timestamp().to_le_bytes());
         let mut e = Event::internal(
-            compact_str::format_compact!("{:032x}", h.digest128()),
+            crate::receiver::event_id::EventId::from_hash(h.digest128()),
             now,
             receiver,
             account,

@@ -251,6 +251,8 @@ pub struct Content<'c> {
     pub data: &'c [u8],
     pub ext: Vec<ExtBlock<'c>>,
     pub timestamp: Option<UtcDateTime>,
+    /// The text `timestamp` was read from, without its `_`.
+    timestamp_text: Option<&'c [u8]>,
     /// Pad length when the frame was encrypted.
     pub pad_len: Option<usize>,
     pub deviations: Deviations,
@@ -266,6 +268,13 @@ impl<'c> Content<'c> {
             Some(t) => std::borrow::Cow::Borrowed(t),
             None => super::text::decode_w1252(self.data),
         }
+    }
+
+    /// The panel's time as RFC 3339 (`2024-01-15T12:00:00Z`), rearranged from the text of
+    /// a timestamp that parsed.
+    pub fn timestamp_rfc3339(&self) -> Option<[u8; 20]> {
+        self.timestamp_text
+            .and_then(super::timestamp::rfc3339_of_text)
     }
 }
 
@@ -740,6 +749,7 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
         rest = tail.get(1..).unwrap_or_default();
     }
     let mut deviations = Deviations::default();
+    let mut timestamp_text = None;
     let timestamp = match rest.strip_prefix(b"_") {
         Some(ts) => {
             let (ts, trailing) = ts
@@ -753,7 +763,9 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
                     return Err("bytes after the timestamp");
                 }
             }
-            Some(timestamp::parse(ts).ok_or("timestamp is not a valid time")?)
+            let parsed = timestamp::parse(ts).ok_or("timestamp is not a valid time")?;
+            timestamp_text = Some(ts);
+            Some(parsed)
         }
         None if rest.is_empty() => None,
         None => return Err("unexpected bytes after the data block"),
@@ -762,6 +774,7 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
         data,
         ext,
         timestamp,
+        timestamp_text,
         pad_len: None,
         deviations,
         data_ascii: None,

@@ -21,9 +21,15 @@ pub fn parse_u16(digits: &[u8]) -> Option<u16> {
     if digits.is_empty() || digits.len() > 4 {
         return None;
     }
-    digits
-        .iter()
-        .try_fold(0u16, |acc, &b| Some((acc << 4) | u16::from(digit(b)?)))
+    // Table lookups with one check at the end, as in `decode_into`: this runs twice for
+    // every frame (CRC and length).
+    let mut bad = 0u8;
+    let value = digits.iter().fold(0u16, |acc, &b| {
+        let v = VALUE[usize::from(b)];
+        bad |= v;
+        (acc << 4) | u16::from(v & 0x0F)
+    });
+    (bad & 0x80 == 0).then_some(value)
 }
 
 /// Writes `v` as four upper-case hex digits.
@@ -90,6 +96,17 @@ mod tests {
         assert_eq!(&out, b"0A3F");
         assert_eq!(parse_u16(b"0a3F"), Some(0x0A3F));
         assert_eq!(parse_u16(b"0x3F"), None);
+        assert_eq!(parse_u16(b"ffff"), Some(0xFFFF));
+        assert_eq!(parse_u16(b"7"), Some(7));
+        assert_eq!(parse_u16(b""), None);
+        assert_eq!(parse_u16(b"12345"), None);
+        for bad in [&b"00g0"[..], b"\xff000", b"/", b":", b"@", b"G", b"`", b"g"] {
+            assert_eq!(parse_u16(bad), None, "{bad:?}");
+        }
+        for v in 0..=u16::MAX {
+            assert_eq!(parse_u16(format!("{v:04X}").as_bytes()), Some(v));
+            assert_eq!(parse_u16(format!("{v:x}").as_bytes()), Some(v));
+        }
         let mut v = Vec::new();
         encode_upper_into(&[0xde, 0xad], &mut v);
         assert_eq!(v, b"DEAD");

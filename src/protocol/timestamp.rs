@@ -34,6 +34,19 @@ pub fn parse(text: &[u8]) -> Option<UtcDateTime> {
     Some(UtcDateTime::new(date, time))
 }
 
+/// The same time as RFC 3339 (`YYYY-MM-DDTHH:MM:SSZ`), rearranged from the text
+/// [`parse`] accepted: the digits are already there, so no calendar arithmetic is needed.
+/// `None` when `text` is not 19 bytes long.
+pub fn rfc3339_of_text(text: &[u8]) -> Option<[u8; 20]> {
+    let [h1, h2, _, mi1, mi2, _, s1, s2, _, mo1, mo2, _, d1, d2, _, y1, y2, y3, y4] = *text else {
+        return None;
+    };
+    Some([
+        y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1, s2,
+        b'Z',
+    ])
+}
+
 /// Writes `_HH:MM:SS,MM-DD-YYYY` for `t` (the leading underscore included).
 pub fn write(t: UtcDateTime, out: &mut Vec<u8>) {
     let push2 = |out: &mut Vec<u8>, v: u8| {
@@ -73,6 +86,21 @@ pub fn within_window(
 mod tests {
     use super::*;
     use time::macros::utc_datetime;
+
+    #[test]
+    fn rearranged_text_is_the_parsed_time() {
+        for text in [
+            &b"12:00:30,01-15-2024"[..],
+            b"00:00:00,01-01-0000",
+            b"23:59:59,12-31-9999",
+            b"07:08:09,02-29-2024",
+        ] {
+            let parsed = parse(text).unwrap();
+            let written = crate::receiver::event::panel_rfc3339(parsed);
+            assert_eq!(rfc3339_of_text(text).unwrap(), written.as_bytes());
+        }
+        assert_eq!(rfc3339_of_text(b"12:00:30,01-15-202"), None);
+    }
 
     #[test]
     fn parse_and_write() {

@@ -205,11 +205,13 @@ pub fn panel_rfc3339(t: UtcDateTime) -> CompactString {
 }
 
 fn fill_date_time(b: &mut [u8], t: UtcDateTime) {
-    let year = t.year().clamp(0, 9999) as u16;
+    // The calendar date in one conversion: `year()`, `month()` and `day()` each redo it.
+    let (year, month, day) = t.to_calendar_date();
+    let year = year.clamp(0, 9999) as u16;
     put_pair(b, 0, (year / 100) as u8);
     put_pair(b, 2, (year % 100) as u8);
-    put_pair(b, 5, u8::from(t.month()));
-    put_pair(b, 8, t.day());
+    put_pair(b, 5, u8::from(month));
+    put_pair(b, 8, day);
     put_pair(b, 11, t.hour());
     put_pair(b, 14, t.minute());
     put_pair(b, 17, t.second());
@@ -254,14 +256,10 @@ const PANEL_AT: std::ops::Range<usize> = 24..44;
 struct StampBlock([u8; 48]);
 
 /// The id of the `index`-th event of the frame `key`, `now` as its arrival time and the
-/// panel's time, as [`ContentKey::event_id`], [`rfc3339`] and [`panel_rfc3339`] write
-/// them. The two times are written side by side and checked as ASCII once.
-pub fn stamps(
-    key: ContentKey,
-    index: usize,
-    now: UtcDateTime,
-    panel: Option<UtcDateTime>,
-) -> Stamps {
+/// panel's time (as [`crate::protocol::dc09::Content::timestamp_rfc3339`] gives it), as
+/// [`ContentKey::event_id`], [`rfc3339`] and [`panel_rfc3339`] write them. The two times
+/// are written side by side and checked as ASCII once.
+pub fn stamps(key: ContentKey, index: usize, now: UtcDateTime, panel: Option<[u8; 20]>) -> Stamps {
     let mut block = StampBlock([b' '; 48]);
     let b = &mut block.0;
     if let Some(at) = b.get_mut(RECEIVED_AT) {
@@ -270,8 +268,7 @@ pub fn stamps(
         put_millis(at, 20, now);
     }
     if let (Some(t), Some(at)) = (panel, b.get_mut(PANEL_AT)) {
-        at.copy_from_slice(b"0000-00-00T00:00:00Z");
-        fill_date_time(at, t);
+        at.copy_from_slice(&t);
     }
     let text = crate::protocol::text::ascii_str(&block.0).unwrap_or_default();
     let part = |r| text.get(r).map(CompactString::new).unwrap_or_default();
@@ -414,7 +411,8 @@ mod tests {
         let now = utc_datetime!(2024-01-15 12:00:05.123);
         let panel = utc_datetime!(2024-01-15 12:00:00);
         for index in [0, 1, usize::MAX] {
-            let s = stamps(key, index, now, Some(panel));
+            let text = *panel_rfc3339(panel).as_bytes().first_chunk().unwrap();
+            let s = stamps(key, index, now, Some(text));
             assert_eq!(s.id, key.event_id(index));
             assert_eq!(s.received_at, rfc3339(now));
             assert_eq!(s.panel_time, Some(panel_rfc3339(panel)));

@@ -165,7 +165,12 @@ pub fn base_event(
     class: EventClass,
     category: Category,
 ) -> Event {
-    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    let stamps = stamps(
+        facts.key,
+        index,
+        facts.arrival.now,
+        facts.content.timestamp_rfc3339(),
+    );
     let mut e = new_event(
         facts,
         stamps.id,
@@ -189,7 +194,12 @@ fn push_event<'o>(
     class: (EventClass, Category),
     last: bool,
 ) -> Option<&'o mut Event> {
-    let stamps = stamps(facts.key, index, facts.arrival.now, facts.content.timestamp);
+    let stamps = stamps(
+        facts.key,
+        index,
+        facts.arrival.now,
+        facts.content.timestamp_rfc3339(),
+    );
     out.push(new_event(facts, stamps.id, stamps.received_at, code, class));
     let e = out.last_mut()?;
     frame_fields(e, facts, stamps.panel_time, last);

@@ -33,20 +33,60 @@ impl ReplyKind {
 
 /// Wraps `body` as a frame: LF, CRC, `0LLL`, body, CR, appended to `out`.
 pub fn write_frame(form: CrcForm, body: &[u8], out: &mut Vec<u8>) {
-    let crc = crc16(body);
-    out.push(b'\n');
-    match form {
-        CrcForm::Ascii => out.extend_from_slice(&crc_hex(crc)),
-        CrcForm::Binary => out.extend_from_slice(&crc.to_be_bytes()),
-    }
-    // Bodies built here are far below 0xFFF; the mask keeps the field three digits even if
-    // that ever changed, instead of writing a malformed length.
-    let len = (body.len() & 0xFFF) as u16;
-    let mut digits = [0u8; 4];
-    super::hex::write_u16_upper(len, &mut digits);
-    out.extend_from_slice(&digits);
+    let frame = FrameStart::open(form, out);
     out.extend_from_slice(body);
-    out.push(b'\r');
+    frame.close(out);
+}
+
+/// A frame being written straight into the output: its head (CRC and length) is filled
+/// in once the body after it is complete. Replies are built this way rather than in a
+/// body buffer of their own, which cost an allocation and a copy per reply.
+struct FrameStart {
+    form: CrcForm,
+    /// Where the CRC goes (just after the LF).
+    head: usize,
+    /// Where the body starts.
+    body: usize,
+}
+
+impl FrameStart {
+    fn open(form: CrcForm, out: &mut Vec<u8>) -> FrameStart {
+        out.push(b'\n');
+        let head = out.len();
+        // Placeholders for the CRC (4 hex digits or 2 bytes) and the `0LLL` length.
+        match form {
+            CrcForm::Ascii => out.extend_from_slice(b"00000000"),
+            CrcForm::Binary => out.extend_from_slice(b"\0\00000"),
+        }
+        FrameStart {
+            form,
+            head,
+            body: out.len(),
+        }
+    }
+
+    fn close(self, out: &mut Vec<u8>) {
+        let body = out.get(self.body..).unwrap_or_default();
+        let crc = crc16(body);
+        // Bodies built here are far below 0xFFF; the mask keeps the field three digits
+        // even if that ever changed, instead of writing a malformed length.
+        let len = (body.len() & 0xFFF) as u16;
+        let mut digits = [0u8; 4];
+        super::hex::write_u16_upper(len, &mut digits);
+        let head = out.get_mut(self.head..self.body).unwrap_or_default();
+        match (self.form, head) {
+            (CrcForm::Ascii, [c @ .., l0, l1, l2, l3]) => {
+                c.copy_from_slice(&crc_hex(crc));
+                [*l0, *l1, *l2, *l3] = digits;
+            }
+            (CrcForm::Binary, [c @ .., l0, l1, l2, l3]) => {
+                c.copy_from_slice(&crc.to_be_bytes());
+                [*l0, *l1, *l2, *l3] = digits;
+            }
+            _ => {}
+        }
+        out.push(b'\r');
+    }
 }
 
 /// Writes the echoed header part after the token: seq, `R…` if present, `L…`, account.
@@ -72,13 +112,14 @@ fn write_echo(h: &Header<'_>, body: &mut Vec<u8>) {
 
 /// A clear ACK (or DUH: same shape, other token).
 fn clear_reply(token: &[u8], h: &Header<'_>, form: CrcForm, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(40);
-    body.push(b'"');
-    body.extend_from_slice(token);
-    body.push(b'"');
-    write_echo(h, &mut body);
-    body.extend_from_slice(b"[]");
-    write_frame(form, &body, out);
+    out.reserve(64);
+    let frame = FrameStart::open(form, out);
+    out.push(b'"');
+    out.extend_from_slice(token);
+    out.push(b'"');
+    write_echo(h, out);
+    out.extend_from_slice(b"[]");
+    frame.close(out);
 }
 
 /// `"ACK"seq[R…]L…#acct[]`.
@@ -101,24 +142,25 @@ pub fn ack_encrypted(
     random: &[u8; crypto::MAX_PAD],
     out: &mut Vec<u8>,
 ) {
-    let mut body = Vec::with_capacity(96);
-    body.extend_from_slice(b"\"*ACK\"");
-    write_echo(h, &mut body);
-    body.push(b'[');
+    out.reserve(128);
+    let frame = FrameStart::open(form, out);
+    out.extend_from_slice(b"\"*ACK\"");
+    write_echo(h, out);
+    out.push(b'[');
     let mut content = Vec::with_capacity(24);
     content.push(b']');
     timestamp::write(now, &mut content);
-    crypto::seal(key, &content, random, &mut body);
-    write_frame(form, &body, out);
+    crypto::seal(key, &content, random, out);
+    frame.close(out);
 }
 
 /// `"NAK"0000R0L0A0[]_time`: the fixed NAK carrying the receiver's clock, so a panel can
 /// resynchronise.
 pub fn nak(form: CrcForm, now: UtcDateTime, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(40);
-    body.extend_from_slice(b"\"NAK\"0000R0L0A0[]");
-    timestamp::write(now, &mut body);
-    write_frame(form, &body, out);
+    let frame = FrameStart::open(form, out);
+    out.extend_from_slice(b"\"NAK\"0000R0L0A0[]");
+    timestamp::write(now, out);
+    frame.close(out);
 }
 
 #[cfg(test)]
@@ -200,5 +242,23 @@ mod tests {
         let reply = parse_frame(&out).unwrap();
         assert_eq!(reply.crc_form, CrcForm::Binary);
         assert_eq!(reply.header.token, "ACK");
+        let body = b"\"ACK\"0003L0#1234[]";
+        let mut expected = vec![b'\n'];
+        expected.extend_from_slice(&crc16(body).to_be_bytes());
+        expected.extend_from_slice(b"0012");
+        expected.extend_from_slice(body);
+        expected.push(b'\r');
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn replies_append_after_what_is_there() {
+        let (h, form) = header_of(b"\nEA740027\"NULL\"0000L0#1409[]_20:38:07,08-27-2026\r");
+        let mut out = b"earlier".to_vec();
+        ack(&h, form, &mut out);
+        assert_eq!(out, b"earlier\n59890012\"ACK\"0000L0#1409[]\r");
+        let mut out = b"x".to_vec();
+        write_frame(CrcForm::Ascii, b"\"ACK\"0000L0#1409[]", &mut out);
+        assert_eq!(out, b"x\n59890012\"ACK\"0000L0#1409[]\r");
     }
 }

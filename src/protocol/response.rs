@@ -56,7 +56,7 @@ impl FrameStart {
         // Placeholders for the CRC (4 hex digits or 2 bytes) and the `0LLL` length.
         match form {
             CrcForm::Ascii => out.extend_from_slice(b"00000000"),
-            CrcForm::Binary => out.extend_from_slice(b"\0\00000"),
+            CrcForm::Binary => out.extend_from_slice(&[0, 0, b'0', b'0', b'0', b'0']),
         }
         FrameStart {
             form,

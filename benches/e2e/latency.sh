@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # ACK latency at a sustainable load, against the disk's own fdatasync latency.
 #
-#   benches/e2e/latency.sh [--conns 1000] [--duration 20s]
+#   benches/e2e/latency.sh [--conns 1000] [--duration 20s] [--pin]
+#
+# --pin runs the daemon on CPU 0 and the load generator on CPU 1 (`taskset`), peak run
+# included, so that the generator's threads do not take the daemon's CPU at random moments
+# and show up as ACK latency: on a two-core machine, that CPU contention, not the
+# daemon's queueing or the disk, is what an unpinned run's tail mostly measures.
 #
 # Starts `tocsin run` (journal on a real disk under the cargo target dir, ACK after
 # fdatasync), finds its peak rate with N closed-loop panels (a short full-speed run), then
@@ -13,11 +18,17 @@ cd "$(dirname "$0")/../.."
 . benches/lib.sh
 CONNS=1000
 DURATION=20s
+PIN_DAEMON=()
+PIN_LOAD=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --conns) CONNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
-    *) echo "usage: $0 [--conns N] [--duration D]" >&2; exit 2 ;;
+    --pin)
+      command -v taskset >/dev/null || { echo "--pin needs taskset (util-linux)" >&2; exit 1; }
+      [ "$(nproc)" -ge 2 ] || { echo "--pin needs two CPUs" >&2; exit 1; }
+      PIN_DAEMON=(taskset -c 0); PIN_LOAD=(taskset -c 1); shift ;;
+    *) echo "usage: $0 [--conns N] [--duration D] [--pin]" >&2; exit 2 ;;
   esac
 done
 ulimit -n "$(ulimit -Hn)"
@@ -49,11 +60,11 @@ stdout = false
 [limits]
 max_connections_per_peer = 19000
 CONF
-"$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &
+"${PIN_DAEMON[@]}" "$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &
 TOCSIN_PID=$!
 wait_ready "$HTTP" "$WORK/tocsin.log"
 SRC="127.0.77.2,127.0.77.3,127.0.77.4,127.0.77.5"
-LOAD=("$BIN" load --to "127.0.0.1:$PORT" --conns "$CONNS" --mix sia,cid --accounts "$CONNS" --source "$SRC")
+LOAD=("${PIN_LOAD[@]}" "$BIN" load --to "127.0.0.1:$PORT" --conns "$CONNS" --mix sia,cid --accounts "$CONNS" --source "$SRC")
 echo "== peak: $CONNS panels at full speed, 8 s"
 "${LOAD[@]}" --duration 8s >"$WORK/peak.json"
 PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frames_per_s"])' "$WORK/peak.json")

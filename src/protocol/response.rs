@@ -228,27 +228,26 @@ mod tests {
         assert_eq!(c.pad_len, Some(10));
     }
 
-    #[test]
-    fn binary_crc_reply_keeps_form() {
-        let body = b"\"NULL\"0003L0#1234[]";
+    /// `body` framed with a binary CRC, written out by hand.
+    fn binary_frame(body: &[u8], len: &[u8; 4]) -> Vec<u8> {
         let mut raw = vec![b'\n'];
         raw.extend_from_slice(&crc16(body).to_be_bytes());
-        raw.extend_from_slice(b"0013");
+        raw.extend_from_slice(len);
         raw.extend_from_slice(body);
         raw.push(b'\r');
+        raw
+    }
+
+    #[test]
+    fn binary_crc_reply_keeps_form() {
+        let raw = binary_frame(b"\"NULL\"0003L0#1234[]", b"0013");
         let (h, form) = header_of(&raw);
         let mut out = Vec::new();
         ack(&h, form, &mut out);
         let reply = parse_frame(&out).unwrap();
         assert_eq!(reply.crc_form, CrcForm::Binary);
         assert_eq!(reply.header.token, "ACK");
-        let body = b"\"ACK\"0003L0#1234[]";
-        let mut expected = vec![b'\n'];
-        expected.extend_from_slice(&crc16(body).to_be_bytes());
-        expected.extend_from_slice(b"0012");
-        expected.extend_from_slice(body);
-        expected.push(b'\r');
-        assert_eq!(out, expected);
+        assert_eq!(out, binary_frame(b"\"ACK\"0003L0#1234[]", b"0012"));
     }
 
     #[test]

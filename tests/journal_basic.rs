@@ -172,6 +172,34 @@ async fn torn_tail_is_zeroed_and_reported() {
 }
 
 #[tokio::test]
+async fn a_record_read_while_being_written_is_not_damage() {
+    // `tocsin history` reads the journal of a running daemon with an offline reader: its
+    // buffer can hold a record the writer had only half written. When the rest arrives, the
+    // record must be read, not reported as damage and skipped.
+    let tmp = tmpdir();
+    let (j, _) = Journal::open(JournalConfig::new(tmp.path())).unwrap();
+    fill(&j, 3).await;
+    j.close().await.unwrap();
+    let (path, end) = last_segment_end(tmp.path());
+    let whole = std::fs::read(&path).unwrap();
+    let cut = 32 + record::encoded_len(payload(1).len()) + 10;
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&vec![0; end as usize - cut], cut as u64)
+        .unwrap();
+
+    let mut reader = JournalReader::open(tmp.path()).unwrap();
+    assert_eq!(reader.next_record().unwrap().unwrap().lsn, 1);
+    // The writer finishes record 2 and writes record 3.
+    f.write_all_at(&whole[cut..end as usize], cut as u64)
+        .unwrap();
+    let rest: Vec<_> = reader.map(|r| r.map(|r| r.lsn)).collect();
+    assert!(
+        matches!(rest.as_slice(), [Ok(2), Ok(3)]),
+        "records after the half-written one: {rest:?}"
+    );
+}
+
+#[tokio::test]
 async fn damage_in_an_older_segment_is_reported_and_skipped() {
     let tmp = tmpdir();
     let (j, _) = Journal::open(small(tmp.path())).unwrap();

@@ -134,23 +134,46 @@ impl SegmentFile {
 
     /// Looks past damage for the next valid record with an LSN ≥ `min_lsn`, reading the rest of
     /// the segment (a rare path). Positions the segment on it.
-    fn resync(&mut self, min_lsn: Lsn) -> Result<Option<Lsn>> {
+    ///
+    /// The record at the damaged spot is tried again first, in this later read: a reader of
+    /// a journal that is being written can see a record half-written, and by the time a
+    /// later record is found whole, the earlier one is whole too (records are written in
+    /// order). That is not damage, and must not be reported or skipped.
+    fn resync(&mut self, min_lsn: Lsn) -> Result<Resync> {
         let len = self
             .file
             .metadata()
             .map_err(|e| JournalError::io("stat", &self.path, e))?
             .len();
-        let from = self.pos + 1;
+        let from = self.pos;
         let mut rest = vec![0u8; usize::try_from(len.saturating_sub(from)).unwrap_or(0)];
         self.file
             .read_exact_at(&mut rest, from)
             .map_err(|e| JournalError::io("read segment", &self.path, e))?;
-        Ok(record::resync(&rest, 0, min_lsn).map(|(off, lsn)| {
-            self.pos = from + off as u64;
+        if record::decode(&rest).is_ok_and(|(r, _)| r.lsn == min_lsn) {
             self.invalidate();
-            lsn
-        }))
+            return Ok(Resync::Intact);
+        }
+        let after = rest.get(1..).unwrap_or_default();
+        Ok(match record::resync(after, 0, min_lsn) {
+            Some((off, lsn)) => {
+                self.pos = from + 1 + off as u64;
+                self.invalidate();
+                Resync::At(lsn)
+            }
+            None => Resync::Nothing,
+        })
     }
+}
+
+/// What [`SegmentFile::resync`] found.
+enum Resync {
+    /// The record at the spot is whole after all: it had been read while being written.
+    Intact,
+    /// Positioned on the next valid record, which has this LSN.
+    At(Lsn),
+    /// No valid record after the spot in this segment.
+    Nothing,
 }
 
 /// Iterates records in LSN order from a chosen position. See the module doc for the two modes.
@@ -244,8 +267,10 @@ impl JournalReader {
                 continue;
             };
             let mut got = seg.read_record()?;
-            if got.is_err() && self.durable.is_some() {
-                // The buffer may hold bytes read while they were being written: retry fresh.
+            if got.is_err() {
+                // The buffer may hold bytes read while they were being written (a live
+                // reader's, or an offline reader's such as `tocsin history` on the journal of
+                // a running daemon): retry fresh.
                 seg.invalidate();
                 got = seg.read_record()?;
             }
@@ -334,7 +359,11 @@ impl JournalReader {
         };
         let damaged_at = seg.pos;
         let path = seg.path.clone();
-        let resumed = seg.resync(self.expect)?;
+        let resumed = match seg.resync(self.expect)? {
+            Resync::Intact => return Ok(SegmentEnd::Switched),
+            Resync::At(lsn) => Some(lsn),
+            Resync::Nothing => None,
+        };
         let resumes_at = match (resumed, next_first) {
             (Some(lsn), _) => Some(lsn),
             (None, Some(first)) => {
@@ -362,7 +391,8 @@ impl JournalReader {
 }
 
 enum SegmentEnd {
-    /// Reading continues (next segment opened, or none open yet).
+    /// Reading continues (next segment opened, none open yet, or the record turned out
+    /// whole when read again).
     Switched,
     /// Nothing more is there yet.
     EndOfData,

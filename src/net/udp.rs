@@ -54,7 +54,13 @@ pub async fn serve(
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
             if let Some(reply) = station
-                .handle_frame(&datagram, Transport::Udp, Some(peer), None)
+                .handle_frame(
+                    &datagram,
+                    Transport::Udp,
+                    Some(peer),
+                    None,
+                    std::time::Instant::now(),
+                )
                 .await
             {
                 if let Err(e) = socket.send_to(&reply, peer).await {

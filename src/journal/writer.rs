@@ -35,13 +35,38 @@ use super::{JournalConfig, Lsn, MIN_SEGMENT_SIZE};
 
 enum Request {
     Append {
-        records: Vec<(i64, Vec<u8>)>,
+        records: Records,
         /// `None` for fire-and-forget records.
         done: Option<Completion>,
     },
     Close {
         done: oneshot::Sender<Result<()>>,
     },
+}
+
+/// The records of one request. Nearly every append carries one record, which travels
+/// inline: a list of one would be an allocation per frame for nothing.
+enum Records {
+    One(i64, Vec<u8>),
+    Many(Vec<(i64, Vec<u8>)>),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::One(..) => 1,
+            Records::Many(v) => v.len(),
+        }
+    }
+
+    /// Each record's timestamp and payload, in order.
+    fn each(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        let (one, many) = match self {
+            Records::One(ts, p) => (Some((*ts, p.as_slice())), None),
+            Records::Many(v) => (None, Some(v.iter().map(|(ts, p)| (*ts, p.as_slice())))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 /// Cloneable access to a running journal. Dropping every handle (and the [`Journal`]) stops the
@@ -68,7 +93,8 @@ impl JournalHandle {
     /// Appends one record and resolves once it is written **and** fsync'd. `Ok(lsn)` is the only
     /// answer that allows an ACK; every `Err` means "not durable".
     pub async fn append(&self, ts_micros: i64, payload: Vec<u8>) -> Result<Lsn> {
-        self.append_batch(vec![(ts_micros, payload)])
+        check_len(&payload)?;
+        self.request(Records::One(ts_micros, payload))
             .await
             .map(|r| *r.start())
     }
@@ -82,6 +108,11 @@ impl JournalHandle {
         for (_, p) in &records {
             check_len(p)?;
         }
+        self.request(Records::Many(records)).await
+    }
+
+    /// Queues checked records and waits for their durability.
+    async fn request(&self, records: Records) -> Result<RangeInclusive<Lsn>> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Request::Append {
@@ -102,7 +133,7 @@ impl JournalHandle {
         check_len(&payload)?;
         self.tx
             .send(Request::Append {
-                records: vec![(ts_micros, payload)],
+                records: Records::One(ts_micros, payload),
                 done: None,
             })
             .await
@@ -265,7 +296,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 struct Pending {
-    records: Vec<(i64, Vec<u8>)>,
+    records: Records,
     done: Option<Completion>,
     first_lsn: Lsn,
     /// Encoded size of `records`, counted once when the request is taken.
@@ -308,7 +339,7 @@ impl Writer {
                 match req {
                     Request::Append { records, done } => {
                         let encoded = records
-                            .iter()
+                            .each()
                             .map(|(_, p)| record::encoded_len(p.len()))
                             .sum::<usize>();
                         bytes += encoded;
@@ -371,12 +402,12 @@ impl Writer {
         let mut lsn = self.next_lsn;
         for p in batch.iter_mut() {
             p.first_lsn = lsn;
-            for (ts, payload) in &p.records {
+            for (ts, payload) in p.records.each() {
                 let need = record::encoded_len(payload.len()) as u64;
                 if self.write_pos + self.buf.len() as u64 + need > self.capacity {
                     self.make_room(lsn, need, ws)?;
                 }
-                record::encode_into(&mut self.buf, lsn, *ts, payload);
+                record::encode_into(&mut self.buf, lsn, ts, payload);
                 lsn += 1;
             }
         }

@@ -173,8 +173,9 @@ impl Connection {
                     break "idle";
                 }
             };
-            idle.as_mut()
-                .reset(tokio::time::Instant::now() + self.limits.idle_timeout);
+            // One clock read serves the idle deadline and the frame's latency.
+            let arrived = tokio::time::Instant::now();
+            idle.as_mut().reset(arrived + self.limits.idle_timeout);
             let cut = match next {
                 None => break "eof",
                 Some(Err(e)) => {
@@ -187,7 +188,13 @@ impl Connection {
                 Cut::Frame(bytes) => {
                     let reply = self
                         .station
-                        .handle_frame(&bytes, Transport::Tcp, Some(self.peer), Some(&label))
+                        .handle_frame(
+                            &bytes,
+                            Transport::Tcp,
+                            Some(self.peer),
+                            Some(&label),
+                            arrived.into_std(),
+                        )
                         .await;
                     if let Some(reply) = reply {
                         // A reply almost always fits the socket buffer: write it at once and

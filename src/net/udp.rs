@@ -29,15 +29,20 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     // One byte more than the largest frame: a datagram that fills it was too long.
     let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+    // One future for the socket's life: a new `cancelled()` future registers with the
+    // token, which every listener and connection shares, under its lock and leaves it
+    // under the lock again; two a datagram made several trips through that lock.
+    let stop = shutdown.cancelled();
+    tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
+            _ = &mut stop => return,
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let received = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
+            _ = &mut stop => return,
             r = socket.recv_from(&mut buf) => r,
         };
         let (n, peer) = match received {
@@ -54,7 +59,13 @@ pub async fn serve(
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
             if let Some(reply) = station
-                .handle_frame(&datagram, Transport::Udp, Some(peer), None)
+                .handle_frame(
+                    &datagram,
+                    Transport::Udp,
+                    Some(peer),
+                    None,
+                    std::time::Instant::now(),
+                )
                 .await
             {
                 if let Err(e) = socket.send_to(&reply, peer).await {

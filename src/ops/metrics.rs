@@ -3,10 +3,40 @@
 //! Labels are bounded by construction: tokens outside the known set are `other`, reasons
 //! come from enums, and no account number is ever a label (a station has a million).
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Children of a labelled family, each looked up once and then kept in a numbered slot.
+///
+/// `with_label_values` hashes the label values and takes the family's lock on every call;
+/// on the path of every frame that was several lookups a frame. A slot is filled on its
+/// first use, not before, so a series still appears on `/metrics` only once it has
+/// happened (or once something registered it at zero), exactly as with direct lookups.
+pub struct Slots<M> {
+    slots: Box<[OnceLock<M>]>,
+}
+
+impl<M> Slots<M> {
+    /// `len` empty slots; the caller numbers the label combinations.
+    pub fn new(len: usize) -> Slots<M> {
+        Slots {
+            slots: (0..len).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Runs `f` on the child in `slot`, which `lookup` finds the first time. A slot out
+    /// of range falls back to the lookup every time: slower, never wrong.
+    pub fn with(&self, slot: usize, lookup: impl FnOnce() -> M, f: impl FnOnce(&M)) {
+        match self.slots.get(slot) {
+            Some(cell) => f(cell.get_or_init(lookup)),
+            None => f(&lookup()),
+        }
+    }
+}
 
 /// Every metric the daemon exports.
 pub struct Metrics {
@@ -325,17 +355,25 @@ impl Metrics {
     }
 }
 
+/// Values of the token label; [`token_slot`] numbers them.
+pub const TOKEN_LABELS: usize = 8;
+
 /// The token label: known tokens as themselves (with `*` when encrypted), anything else
 /// `other`, so a sender cannot create label values.
 pub fn token_label(token: &str, encrypted: bool) -> &'static str {
+    token_slot(token, encrypted).1
+}
+
+/// The token label and its number below [`TOKEN_LABELS`], for [`Slots`].
+pub fn token_slot(token: &str, encrypted: bool) -> (usize, &'static str) {
     match (token, encrypted) {
-        ("SIA-DCS", false) => "SIA-DCS",
-        ("SIA-DCS", true) => "*SIA-DCS",
-        ("ADM-CID", false) => "ADM-CID",
-        ("ADM-CID", true) => "*ADM-CID",
-        ("NULL", false) => "NULL",
-        ("NULL", true) => "*NULL",
-        ("", _) => "none",
-        _ => "other",
+        ("SIA-DCS", false) => (0, "SIA-DCS"),
+        ("SIA-DCS", true) => (1, "*SIA-DCS"),
+        ("ADM-CID", false) => (2, "ADM-CID"),
+        ("ADM-CID", true) => (3, "*ADM-CID"),
+        ("NULL", false) => (4, "NULL"),
+        ("NULL", true) => (5, "*NULL"),
+        ("", _) => (6, "none"),
+        _ => (7, "other"),
     }
 }

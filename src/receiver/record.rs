@@ -85,42 +85,39 @@ impl JournalRecord {
     /// The journal payload: the events' index, then the record as JSON.
     pub fn into_bytes(mut self) -> Vec<u8> {
         let events = std::mem::take(&mut self.events);
-        // The record's own fields first, then each event, so their spans are known. The
-        // JSON is what serde_json would write for the record (an empty list is left out).
-        let mut json = Vec::with_capacity(256 + 640 * events.len());
-        super::json::write_record_head(&mut json, &self);
-        let mut spans = Vec::with_capacity(events.len());
+        // The index's size depends only on the events' texts, so the JSON is written in
+        // place after room left for it, and each entry is filled in once its event's span
+        // is known: one buffer, no second copy of the JSON.
+        // Marker and count, then per event two u32 and three length-prefixed strings.
+        let index_len = 5 + events.iter().map(entry_len).sum::<usize>();
+        let mut out = Vec::with_capacity(index_len + 256 + 640 * events.len());
+        out.resize(index_len, 0);
+        let mut at = 0;
+        put(&mut out, &mut at, &[INDEXED]);
+        put(&mut out, &mut at, &(events.len() as u32).to_le_bytes());
+        // The JSON is what serde_json would write for the record (an empty list is left
+        // out): the record's own fields, then each event.
+        super::json::write_record_head(&mut out, &self);
         if !events.is_empty() {
-            json.extend_from_slice(b",\"events\":[");
+            out.extend_from_slice(b",\"events\":[");
             for (i, e) in events.iter().enumerate() {
                 if i > 0 {
-                    json.push(b',');
+                    out.push(b',');
                 }
-                let start = json.len();
-                super::json::write_event(&mut json, e);
-                spans.push(start..json.len());
+                let start = out.len();
+                super::json::write_event(&mut out, e);
+                let len = out.len() - start;
+                put(&mut out, &mut at, &(start as u32).to_le_bytes());
+                put(&mut out, &mut at, &(len as u32).to_le_bytes());
+                for t in texts(e) {
+                    put(&mut out, &mut at, &(t.len() as u16).to_le_bytes());
+                    put(&mut out, &mut at, t.as_bytes());
+                }
             }
-            json.push(b']');
+            out.push(b']');
         }
-        json.push(b'}');
-        // Marker and count, then per event two u32 and three length-prefixed strings.
-        let index_len = 5 + events
-            .iter()
-            .map(|e| 8 + texts(e).iter().map(|t| 2 + t.len()).sum::<usize>())
-            .sum::<usize>();
-        let mut out = Vec::with_capacity(index_len + json.len());
-        out.push(INDEXED);
-        out.extend_from_slice(&(spans.len() as u32).to_le_bytes());
-        for (e, span) in events.iter().zip(&spans) {
-            out.extend_from_slice(&((index_len + span.start) as u32).to_le_bytes());
-            out.extend_from_slice(&(span.len() as u32).to_le_bytes());
-            for t in texts(e) {
-                out.extend_from_slice(&(t.len() as u16).to_le_bytes());
-                out.extend_from_slice(t.as_bytes());
-            }
-        }
-        debug_assert_eq!(out.len(), index_len);
-        out.extend_from_slice(&json);
+        debug_assert_eq!(at, index_len);
+        out.push(b'}');
         out
     }
 
@@ -140,6 +137,22 @@ pub fn json_of(payload: &[u8]) -> Result<&[u8], RecordError> {
 /// What the index says of an event besides its span.
 fn texts(e: &Event) -> [&str; 3] {
     [e.id.as_str(), e.account.as_str(), e.class.as_str()]
+}
+
+/// Bytes an event's index entry takes.
+fn entry_len(e: &Event) -> usize {
+    8 + texts(e).iter().map(|t| 2 + t.len()).sum::<usize>()
+}
+
+/// Writes `bytes` over `out` at `*at` (room left for the index) and moves `*at` past them.
+/// The room is sized from the same events, so it always fits; were it not to, the bytes
+/// would be left out rather than panic, and the index would fail its checks when read.
+fn put(out: &mut [u8], at: &mut usize, bytes: &[u8]) {
+    let end = *at + bytes.len();
+    if let Some(room) = out.get_mut(*at..end) {
+        room.copy_from_slice(bytes);
+    }
+    *at = end;
 }
 
 /// Why a journal payload is not a record.

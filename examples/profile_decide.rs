@@ -2,15 +2,16 @@
 //! (`valgrind --tool=callgrind target/release/examples/profile_decide sia 100000`), which
 //! stay comparable on a busy machine where wall-clock benchmarks do not. `decode` (SIA-DCS)
 //! and `decode-cid` run only what the protocol bar counts: frame, payload, classification,
-//! event.
+//! event. `record` builds a one-event frame's journal record (index and JSON).
 
 use std::hint::black_box;
 
 use tocsin::protocol::crypto::Key;
 use tocsin::receiver::accounts::{Account, AccountTable, UnknownPolicy};
 use tocsin::receiver::decide::{decide, NothingSeen, TimePolicy};
-use tocsin::receiver::event::Transport;
+use tocsin::receiver::event::{rfc3339, Transport};
 use tocsin::receiver::normalize::{self, Arrival};
+use tocsin::receiver::record::{JournalRecord, RecordKind};
 
 const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
 const CID: &[u8] = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
@@ -44,6 +45,30 @@ fn main() {
         receiver: "profile",
     };
     let started = std::time::Instant::now();
+    if which == "record" {
+        // The journal record of a one-event SIA frame, index and JSON, as built before the
+        // ACK (the record is cloned each time, as the benchmark does).
+        let events = normalize::decode_clear(SIA, &arrival, &mut Vec::new()).unwrap_or_default();
+        let record = JournalRecord {
+            kind: RecordKind::Frame,
+            at: rfc3339(arrival.now),
+            transport: Some("tcp".into()),
+            peer: Some("127.0.0.1:40000".into()),
+            raw: events.first().map(|e| e.raw.clone()),
+            reply: Some("\\n8F2D0016\"ACK\"0001L0#1234[]\\r".into()),
+            outcome: Some("ack".into()),
+            reason: Some("new".into()),
+            account: Some("1234".into()),
+            key: Some("0123456789abcdef0123456789abcdef".into()),
+            events,
+        };
+        for _ in 0..n {
+            black_box(black_box(&record).clone().into_bytes());
+        }
+        let per = started.elapsed().as_nanos() as f64 / n as f64;
+        eprintln!("{which}: {per:.0} ns per record (wall clock, {n} iterations)");
+        return;
+    }
     if which.starts_with("decode") {
         let mut scratch = Vec::new();
         for _ in 0..n {

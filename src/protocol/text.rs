@@ -106,6 +106,32 @@ fn plain_run(bytes: &[u8]) -> usize {
 /// `stop` is known, and left out of line it runs a byte at a time, several times slower.
 #[inline(always)]
 pub fn leading_run(bytes: &[u8], stop: impl Fn(u8) -> bool) -> usize {
+    let clean = clean_chunks(bytes, &stop);
+    clean + byte_run(bytes, clean, &stop)
+}
+
+/// [`leading_run`] for text that is mostly short and clean (a JSON event's strings): an
+/// 8- and a 4-byte step between the chunks and the byte loop keep most of it off the
+/// latter. Where a stop byte usually comes early (a frame's LF), the steps only cost.
+#[inline(always)]
+pub fn leading_run_short(bytes: &[u8], stop: impl Fn(u8) -> bool) -> usize {
+    let mut clean = clean_chunks(bytes, &stop);
+    if let Some(eight) = bytes.get(clean..).and_then(|r| r.first_chunk::<8>()) {
+        if !eight.iter().fold(false, |dirty, &b| dirty | stop(b)) {
+            clean += 8;
+        }
+    }
+    if let Some(four) = bytes.get(clean..).and_then(|r| r.first_chunk::<4>()) {
+        if !four.iter().fold(false, |dirty, &b| dirty | stop(b)) {
+            clean += 4;
+        }
+    }
+    clean + byte_run(bytes, clean, &stop)
+}
+
+/// Bytes in the leading whole 16-byte chunks with no stop byte.
+#[inline(always)]
+fn clean_chunks(bytes: &[u8], stop: &impl Fn(u8) -> bool) -> usize {
     let mut clean = 0;
     for chunk in bytes.chunks_exact(16) {
         if chunk.iter().fold(false, |dirty, &b| dirty | stop(b)) {
@@ -113,8 +139,14 @@ pub fn leading_run(bytes: &[u8], stop: impl Fn(u8) -> bool) -> usize {
         }
         clean += 16;
     }
-    let tail = bytes.get(clean..).unwrap_or_default();
-    clean + tail.iter().position(|&b| stop(b)).unwrap_or(tail.len())
+    clean
+}
+
+/// Bytes from `from` up to the first stop byte, one at a time.
+#[inline(always)]
+fn byte_run(bytes: &[u8], from: usize, stop: &impl Fn(u8) -> bool) -> usize {
+    let tail = bytes.get(from..).unwrap_or_default();
+    tail.iter().position(|&b| stop(b)).unwrap_or(tail.len())
 }
 
 /// Reads the escaped form back (the inverse of [`escape`]); unknown escapes are kept
@@ -202,6 +234,25 @@ mod tests {
         let e = escape(raw);
         assert_eq!(e, "\\n1BC1\"ACK\"\\\\\\x00\\xFF\\r");
         assert_eq!(unescape(&e), raw);
+    }
+
+    #[test]
+    fn both_scans_stop_at_the_first_stop_byte_wherever_it_is() {
+        let stop = |b: u8| b == b'"' || b < 0x20;
+        for len in 0..50 {
+            for at in 0..=len {
+                let mut text = vec![b'a'; len];
+                if let Some(b) = text.get_mut(at) {
+                    *b = b'"';
+                }
+                if let Some(b) = text.get_mut(at + 3) {
+                    *b = 0x01;
+                }
+                let first = text.iter().position(|&b| stop(b)).unwrap_or(len);
+                assert_eq!(leading_run(&text, stop), first, "len {len}, at {at}");
+                assert_eq!(leading_run_short(&text, stop), first, "len {len}, at {at}");
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,17 @@ use super::record::{JournalRecord, RecordKind};
 
 /// Appends the event as one JSON object.
 pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+    write_event_after(out, e, None);
+}
+
+/// The raw frame as already written earlier in the same buffer: the text, and the span of
+/// its JSON string (quotes included).
+pub type WrittenRaw<'r> = Option<(&'r str, std::ops::Range<usize>)>;
+
+/// [`write_event`], copying the event's `raw` from `earlier` when it is the same text: a
+/// frame record carries the escaped frame in its head and again in each event, and the
+/// frame's quotes and backslashes make it the costliest string to escape.
+pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) {
     let mut o = Object::open(out);
     o.str("id", &e.id);
     o.str("received_at", &e.received_at);
@@ -56,13 +67,20 @@ pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     if e.unknown_account {
         o.bool("unknown_account", true);
     }
-    o.str("raw", &e.raw);
+    match earlier {
+        Some((text, span)) if text == e.raw && span.end <= o.out.len() => {
+            o.key("raw");
+            o.out.extend_from_within(span);
+        }
+        _ => o.str("raw", &e.raw),
+    }
     o.close();
 }
 
 /// Appends the record's fields as an object that is left open (no closing brace), so the
-/// caller can add the events after them. Its `events` are not written.
-pub fn write_record_head(out: &mut Vec<u8>, r: &JournalRecord) {
+/// caller can add the events after them. Its `events` are not written. Returns where the
+/// record's `raw` was written, for [`write_event_after`].
+pub fn write_record_head<'r>(out: &mut Vec<u8>, r: &'r JournalRecord) -> WrittenRaw<'r> {
     let mut o = Object::open(out);
     o.str(
         "kind",
@@ -74,12 +92,18 @@ pub fn write_record_head(out: &mut Vec<u8>, r: &JournalRecord) {
     o.str("at", &r.at);
     o.opt("transport", r.transport.as_deref());
     o.opt("peer", r.peer.as_deref());
-    o.opt("raw", r.raw.as_deref());
+    let raw = r.raw.as_deref().map(|raw| {
+        o.key("raw");
+        let start = o.out.len();
+        string(o.out, raw);
+        (raw, start..o.out.len())
+    });
     o.opt("reply", r.reply.as_deref());
     o.opt("outcome", r.outcome.as_deref());
     o.opt("reason", r.reason.as_deref());
     o.opt("account", r.account.as_deref());
     o.opt("key", r.key.as_deref());
+    raw
 }
 
 /// An object being written: tracks whether a comma is due.

@@ -97,7 +97,7 @@ impl JournalRecord {
         put(&mut out, &mut at, &(events.len() as u32).to_le_bytes());
         // The JSON is what serde_json would write for the record (an empty list is left
         // out): the record's own fields, then each event.
-        super::json::write_record_head(&mut out, &self);
+        let raw = super::json::write_record_head(&mut out, &self);
         if !events.is_empty() {
             out.extend_from_slice(b",\"events\":[");
             for (i, e) in events.iter().enumerate() {
@@ -105,7 +105,7 @@ impl JournalRecord {
                     out.push(b',');
                 }
                 let start = out.len();
-                super::json::write_event(&mut out, e);
+                super::json::write_event_after(&mut out, e, raw.clone());
                 let len = out.len() - start;
                 put(&mut out, &mut at, &(start as u32).to_le_bytes());
                 put(&mut out, &mut at, &(len as u32).to_le_bytes());
@@ -298,6 +298,15 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(after_index),
             serde_json::to_string(&rec).unwrap()
+        );
+        // The events' `raw` equal to the record's (as a frame's are), copied from it.
+        let mut same = rec.clone();
+        for e in &mut same.events {
+            e.raw = same.raw.clone().unwrap();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(json_of(&same.clone().into_bytes()).unwrap()),
+            serde_json::to_string(&same).unwrap()
         );
         let without_events = frame_record(Vec::new());
         assert_eq!(

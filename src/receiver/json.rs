@@ -180,16 +180,32 @@ impl<'o> Object<'o> {
 /// A JSON string as serde_json writes it: `"` and `\` escaped with a backslash, the
 /// control characters with their short form where JSON has one and `\u00XX` otherwise;
 /// everything else, non-ASCII included, as it is.
+///
+/// Inlined for the usual case, a string with nothing to escape (ids, times, codes,
+/// labels: some thirty of them per event), which is one scan and one copy; a string that
+/// needs escaping goes to [`escaped_string`], kept out of line.
+#[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
+    let bytes = s.as_bytes();
+    let run = clean_run(bytes);
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut rest = s.as_bytes();
+    match bytes.split_at_checked(run) {
+        Some((clean, rest)) if !rest.is_empty() => {
+            out.extend_from_slice(clean);
+            escaped_string(out, rest);
+        }
+        _ => out.extend_from_slice(bytes),
+    }
+    out.push(b'"');
+}
+
+/// The rest of a string from its first byte to escape on, closing quote excluded.
+#[inline(never)]
+fn escaped_string(out: &mut Vec<u8>, mut rest: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
-        let run = clean_run(rest);
-        let (clean, tail) = rest.split_at(run.min(rest.len()));
-        out.extend_from_slice(clean);
-        let Some((&b, after)) = tail.split_first() else {
+        let Some((&b, after)) = rest.split_first() else {
             break;
         };
         match b {
@@ -209,9 +225,11 @@ fn string(out: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(b & 0xF)],
             ]),
         }
-        rest = after;
+        let run = clean_run(after);
+        let (clean, tail) = after.split_at(run.min(after.len()));
+        out.extend_from_slice(clean);
+        rest = tail;
     }
-    out.push(b'"');
 }
 
 #[inline(always)]

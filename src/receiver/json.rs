@@ -204,10 +204,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
 #[inline(never)]
 fn escaped_string(out: &mut Vec<u8>, mut rest: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    loop {
-        let Some((&b, after)) = rest.split_first() else {
-            break;
-        };
+    while let Some((&b, after)) = rest.split_first() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),

@@ -43,7 +43,8 @@ pub struct SiaData<'a> {
     /// differ from the frame header's account (`spec/dc09.md` §6); routing uses the header's.
     pub account: Option<&'a str>,
     /// Events of every `N` and `O` block, in order.
-    pub events: Vec<SiaEvent<'a>>,
+    /// Inline room for one: most data blocks carry a single event.
+    pub events: SmallVec<[SiaEvent<'a>; 1]>,
     /// Bodies of `A` (ASCII text) blocks, and caret texts not attached to any element.
     pub texts: Vec<&'a str>,
     /// Whole blocks that are neither account, event nor text (AlphaVision's `0` in
@@ -154,12 +155,21 @@ pub enum SiaError {
 /// anything else (kept in `extra_fields`). Empty blocks (`|N…`) are skipped. At least one
 /// `N`, `O` or `A` block is required; an `N` block with no event is accepted.
 pub fn parse_sia_data(data: &str) -> Result<SiaData<'_>, SiaError> {
+    let mut out = SiaData::default();
+    parse_sia_data_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// [`parse_sia_data`] into `out` (which should be empty), for a caller that keeps the
+/// result where it is: the parsed data holds its first event inline and is large enough
+/// that returning it by value would copy it.
+pub fn parse_sia_data_into<'a>(data: &'a str, out: &mut SiaData<'a>) -> Result<(), SiaError> {
     if data.is_empty() {
         return Err(SiaError::Empty);
     }
     let mut p = SiaParser {
         data,
-        out: SiaData::default(),
+        out,
         elements: 0,
     };
     let mut rest = data;
@@ -216,13 +226,13 @@ pub fn parse_sia_data(data: &str) -> Result<SiaData<'_>, SiaError> {
     if !seen_event_block {
         return Err(SiaError::NoEventBlock);
     }
-    Ok(p.out)
+    Ok(())
 }
 
 /// Parser state across blocks: the output and the element budget.
-struct SiaParser<'a> {
+struct SiaParser<'a, 'o> {
     data: &'a str,
-    out: SiaData<'a>,
+    out: &'o mut SiaData<'a>,
     elements: usize,
 }
 
@@ -234,7 +244,7 @@ enum Last {
     Event,
 }
 
-impl<'a> SiaParser<'a> {
+impl<'a> SiaParser<'a, '_> {
     fn malformed(&self, rest: &str) -> SiaError {
         SiaError::Malformed {
             offset: self.data.len().saturating_sub(rest.len()),
@@ -336,11 +346,6 @@ impl<'a> SiaParser<'a> {
                             .map(|m| m.value)
                             .filter(|v| !v.is_empty())
                     };
-                    if self.out.events.capacity() == 0 {
-                        // Most blocks carry one event; growing from empty would reserve
-                        // room for four through the general growth path.
-                        self.out.events = Vec::with_capacity(1);
-                    }
                     self.out.events.push(SiaEvent {
                         new,
                         code,

@@ -16,7 +16,7 @@ use super::event_id::EventId;
 use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier, SiaCodeInfo};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
-use crate::protocol::sia::{parse_sia_data, SiaData, SiaEvent};
+use crate::protocol::sia::{parse_sia_data_into, SiaData, SiaEvent};
 use crate::protocol::text::{decode_w1252, escape};
 
 /// Where and when a frame arrived: what the frame itself cannot say.
@@ -114,10 +114,13 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
     let data = facts.content.data_text();
     match payload {
         Payload::Null => Vec::new(),
-        Payload::Sia => match parse_sia_data(&data) {
-            Ok(sia) => sia_events(facts, &sia),
-            Err(err) => unparsed(facts, &data, &err.to_string()),
-        },
+        Payload::Sia => {
+            let mut sia = SiaData::default();
+            match parse_sia_data_into(&data, &mut sia) {
+                Ok(()) => sia_events(facts, &sia),
+                Err(err) => unparsed(facts, &data, &err.to_string()),
+            }
+        }
         Payload::ContactId => match parse_cid_data(&data) {
             Ok(cid) => cid_events(facts, &cid),
             Err(err) => unparsed(facts, &data, &err.to_string()),

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use time::macros::utc_datetime;
 use tocsin::journal::{record, Journal, JournalConfig};
-use tocsin::receiver::event::{rfc3339, Transport};
-use tocsin::receiver::normalize::{self, Arrival};
-use tocsin::receiver::record::{JournalRecord, RecordKind};
+use tocsin::receiver::event::Transport;
+use tocsin::receiver::normalize::Arrival;
+
+#[path = "support/sample_record.rs"]
+mod sample_record;
 
 const PAYLOAD: usize = 200;
 
@@ -33,7 +35,6 @@ fn encode(c: &mut Criterion) {
 }
 
 fn frame_record(c: &mut Criterion) {
-    const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
     let arrival = Arrival {
         now: utc_datetime!(2024-01-15 12:00:15),
         transport: Transport::Tcp,
@@ -41,20 +42,8 @@ fn frame_record(c: &mut Criterion) {
         peer_label: Some("127.0.0.1:40000"),
         receiver: "bench",
     };
-    let events = normalize::decode_clear(SIA, &arrival, &mut Vec::new()).expect("SIA decodes");
-    let record = JournalRecord {
-        kind: RecordKind::Frame,
-        at: rfc3339(arrival.now),
-        transport: Some("tcp".into()),
-        peer: Some("127.0.0.1:40000".into()),
-        raw: events.first().map(|e| e.raw.clone()),
-        reply: Some("\\n8F2D0016\"ACK\"0001L0#1234[]\\r".into()),
-        outcome: Some("ack".into()),
-        reason: Some("new".into()),
-        account: Some("1234".into()),
-        key: Some("0123456789abcdef0123456789abcdef".into()),
-        events,
-    };
+    let record = sample_record::sia_record(&arrival);
+    assert_eq!(record.events.len(), 1, "the SIA frame decodes to one event");
     let mut g = c.benchmark_group("frame_record");
     g.throughput(Throughput::Elements(1));
     g.bench_function("payload", |b| {

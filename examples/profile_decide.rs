@@ -9,11 +9,12 @@ use std::hint::black_box;
 use tocsin::protocol::crypto::Key;
 use tocsin::receiver::accounts::{Account, AccountTable, UnknownPolicy};
 use tocsin::receiver::decide::{decide, NothingSeen, TimePolicy};
-use tocsin::receiver::event::{rfc3339, Transport};
+use tocsin::receiver::event::Transport;
 use tocsin::receiver::normalize::{self, Arrival};
-use tocsin::receiver::record::{JournalRecord, RecordKind};
 
-const SIA: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
+#[path = "../benches/support/sample_record.rs"]
+mod sample_record;
+use sample_record::SIA;
 const CID: &[u8] = b"\n7172003D\"ADM-CID\"0002R1L1#1234[#1234|1130 01 015]_12:00:05,01-15-2024\r";
 const AES256: &[u8] = b"\n974900B8\"*ADM-CID\"0005R1L1#1234[216DBEE5BB0B5E917EB7EF3DEC09380C5BE71BAFBF4D83690F65F10D7CAD5232C6E6F04A522161ED39285020878A63762B05060AA796FC426F3DC61CAB23745CE25E7CEB56C755B000D69B68BBE0D91A\r";
 
@@ -48,20 +49,7 @@ fn main() {
     if which == "record" {
         // The journal record of a one-event SIA frame, index and JSON, as built before the
         // ACK (the record is cloned each time, as the benchmark does).
-        let events = normalize::decode_clear(SIA, &arrival, &mut Vec::new()).unwrap_or_default();
-        let record = JournalRecord {
-            kind: RecordKind::Frame,
-            at: rfc3339(arrival.now),
-            transport: Some("tcp".into()),
-            peer: Some("127.0.0.1:40000".into()),
-            raw: events.first().map(|e| e.raw.clone()),
-            reply: Some("\\n8F2D0016\"ACK\"0001L0#1234[]\\r".into()),
-            outcome: Some("ack".into()),
-            reason: Some("new".into()),
-            account: Some("1234".into()),
-            key: Some("0123456789abcdef0123456789abcdef".into()),
-            events,
-        };
+        let record = sample_record::sia_record(&arrival);
         for _ in 0..n {
             black_box(black_box(&record).clone().into_bytes());
         }

@@ -338,7 +338,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         supervisor: std::sync::Mutex::new(supervisor),
         recent: crate::ops::recent::Recent::default(),
-        series: crate::station::FrameSeries::new(&metrics),
+        series: crate::ops::frame_series::FrameSeries::new(&metrics),
     });
 
     // Sinks without a cursor start at the current end of the journal; the cursor is made

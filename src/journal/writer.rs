@@ -47,25 +47,17 @@ enum Request {
 /// The records of one request. Nearly every append carries one record, which travels
 /// inline: a list of one would be an allocation per frame for nothing.
 enum Records {
-    One(i64, Vec<u8>),
+    One((i64, Vec<u8>)),
     Many(Vec<(i64, Vec<u8>)>),
 }
 
 impl Records {
-    fn len(&self) -> usize {
-        match self {
-            Records::One(..) => 1,
-            Records::Many(v) => v.len(),
-        }
-    }
-
     /// Each record's timestamp and payload, in order.
-    fn each(&self) -> impl Iterator<Item = (i64, &[u8])> {
-        let (one, many) = match self {
-            Records::One(ts, p) => (Some((*ts, p.as_slice())), None),
-            Records::Many(v) => (None, Some(v.iter().map(|(ts, p)| (*ts, p.as_slice())))),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
+    fn as_slice(&self) -> &[(i64, Vec<u8>)] {
+        match self {
+            Records::One(r) => std::slice::from_ref(r),
+            Records::Many(v) => v,
+        }
     }
 }
 
@@ -94,7 +86,7 @@ impl JournalHandle {
     /// answer that allows an ACK; every `Err` means "not durable".
     pub async fn append(&self, ts_micros: i64, payload: Vec<u8>) -> Result<Lsn> {
         check_len(&payload)?;
-        self.request(Records::One(ts_micros, payload))
+        self.request(Records::One((ts_micros, payload)))
             .await
             .map(|r| *r.start())
     }
@@ -133,7 +125,7 @@ impl JournalHandle {
         check_len(&payload)?;
         self.tx
             .send(Request::Append {
-                records: Records::One(ts_micros, payload),
+                records: Records::One((ts_micros, payload)),
                 done: None,
             })
             .await
@@ -339,7 +331,8 @@ impl Writer {
                 match req {
                     Request::Append { records, done } => {
                         let encoded = records
-                            .each()
+                            .as_slice()
+                            .iter()
                             .map(|(_, p)| record::encoded_len(p.len()))
                             .sum::<usize>();
                         bytes += encoded;
@@ -402,12 +395,12 @@ impl Writer {
         let mut lsn = self.next_lsn;
         for p in batch.iter_mut() {
             p.first_lsn = lsn;
-            for (ts, payload) in p.records.each() {
+            for (ts, payload) in p.records.as_slice() {
                 let need = record::encoded_len(payload.len()) as u64;
                 if self.write_pos + self.buf.len() as u64 + need > self.capacity {
                     self.make_room(lsn, need, ws)?;
                 }
-                record::encode_into(&mut self.buf, lsn, ts, payload);
+                record::encode_into(&mut self.buf, lsn, *ts, payload);
                 lsn += 1;
             }
         }
@@ -470,7 +463,7 @@ fn written(batch: &mut Vec<Pending>, ws: WriteStats) -> Vec<Written> {
             let first = ws.take().unwrap_or_default();
             Written {
                 bytes: p.bytes,
-                records: p.records.len(),
+                records: p.records.as_slice().len(),
                 first_lsn: p.first_lsn,
                 done: p.done,
                 write: first.write,

@@ -1,6 +1,7 @@
 //! Operations: configuration, metrics, HTTP endpoints, systemd integration.
 
 pub mod config;
+pub mod frame_series;
 pub mod http;
 pub mod metrics;
 pub mod recent;

@@ -127,7 +127,10 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
         let conn = Connection {
             station: Arc::clone(&ctx.station),
             limits: ctx.limits.clone(),
-            shutdown: ctx.shutdown.clone(),
+            // A child of the listener's token: waiting for it locks the child's own
+            // mutex, where the shared token's would be one lock that every connection
+            // takes on every poll, bouncing between the cores.
+            shutdown: ctx.shutdown.child_token(),
             peer,
         };
         ctx.tracker.spawn(async move {
@@ -152,12 +155,13 @@ impl Connection {
         let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
         let mut junk_bytes: u64 = 0;
         let label = self.peer.to_string();
-        // One idle timer for the connection's life, pushed forward after each frame. A
-        // fresh `timeout` per frame would insert into and remove from the runtime's timer
-        // wheel every time; moving a deadline later only updates it, and the wheel sees
-        // the timer again only if it fires early.
+        // One idle timer for the connection's life, and it is not moved on each frame: when
+        // it fires, it is pushed to the last frame's time plus the timeout if that is still
+        // ahead. Resetting it per frame cost a timer-wheel update per frame; this costs one
+        // per timeout period at most.
         let idle = tokio::time::sleep(self.limits.idle_timeout);
         tokio::pin!(idle);
+        let mut last_heard = tokio::time::Instant::now();
         // Made once too: each `cancelled()` future registers with the token, which every
         // connection shares, under its lock; one per frame was a lock taken and released
         // twice a frame.
@@ -169,13 +173,18 @@ impl Connection {
                 _ = &mut shutdown => break "shutdown",
                 n = frames.next() => n,
                 _ = &mut idle => {
+                    let due = last_heard + self.limits.idle_timeout;
+                    if tokio::time::Instant::now() < due {
+                        idle.as_mut().reset(due);
+                        continue;
+                    }
                     metrics.connections.with_label_values(&["idle"]).inc();
                     break "idle";
                 }
             };
             // One clock read serves the idle deadline and the frame's latency.
             let arrived = tokio::time::Instant::now();
-            idle.as_mut().reset(arrived + self.limits.idle_timeout);
+            last_heard = arrived;
             let cut = match next {
                 None => break "eof",
                 Some(Err(e)) => {

@@ -12,6 +12,15 @@
 use super::event::Event;
 use super::record::{JournalRecord, RecordKind};
 
+/// `,"name":`: the comma and key of a field after the first, one constant per field, so a
+/// field costs one copy of a few bytes before its value instead of four small writes and a
+/// test for the comma. Every object here starts with a field that is always present.
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
+}
+
 /// Appends the event as one JSON object.
 pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     write_event_after(out, e, None);
@@ -25,54 +34,54 @@ pub type WrittenRaw<'r> = Option<(&'r str, std::ops::Range<usize>)>;
 /// frame record carries the escaped frame in its head and again in each event, and the
 /// frame's quotes and backslashes make it the costliest string to escape.
 pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) {
-    let mut o = Object::open(out);
-    o.str("id", &e.id);
-    o.str("received_at", &e.received_at);
-    o.str("receiver", &e.receiver);
-    o.str("transport", e.transport.as_str());
-    o.opt_or_null("peer", e.peer.as_deref());
-    o.str("protocol", &e.protocol);
-    o.bool("encrypted", e.encrypted);
-    o.opt_or_null("seq", e.seq.as_deref());
-    o.opt_or_null("receiver_no", e.receiver_no.as_deref());
-    o.opt_or_null("line_no", e.line_no.as_deref());
-    o.str("account", &e.account);
-    o.opt_or_null("panel_time", e.panel_time.as_deref());
-    o.str("code", &e.code);
-    o.str("qualifier", e.qualifier.as_str());
-    o.str("class", e.class.as_str());
-    o.str("category", e.category.as_str());
-    o.opt_or_null("zone", e.zone.as_deref());
-    o.opt_or_null("user", e.user.as_deref());
-    o.opt_or_null("partition", e.partition.as_deref());
-    o.str("text", &e.text);
-    o.opt("arming", e.arming.map(|a| a.as_str()));
-    o.opt("data_account", e.data_account.as_deref());
-    o.list("names", &e.names);
-    o.opt("event_time", e.event_time.as_deref());
-    o.opt("location", e.location.as_deref());
-    o.opt("verification", e.verification.as_deref());
-    o.opt("mac", e.mac.as_deref());
-    o.opt("site", e.site.as_deref());
-    o.opt("building", e.building.as_deref());
-    o.opt("room", e.room.as_deref());
-    o.opt("alarm_text", e.alarm_text.as_deref());
-    o.opt("longitude", e.longitude.as_deref());
-    o.opt("latitude", e.latitude.as_deref());
-    o.opt("altitude", e.altitude.as_deref());
-    o.opt("network_path", e.network_path.as_deref());
-    o.opt("network_address", e.network_address.as_deref());
-    o.opt("path", e.path.as_deref());
-    o.list("ext", &e.ext);
+    let mut o = Object::open(out, b"{\"id\":");
+    string(o.out, &e.id);
+    o.str(k!("received_at"), &e.received_at);
+    o.str(k!("receiver"), &e.receiver);
+    o.str(k!("transport"), e.transport.as_str());
+    o.opt_or_null(k!("peer"), e.peer.as_deref());
+    o.str(k!("protocol"), &e.protocol);
+    o.bool(k!("encrypted"), e.encrypted);
+    o.opt_or_null(k!("seq"), e.seq.as_deref());
+    o.opt_or_null(k!("receiver_no"), e.receiver_no.as_deref());
+    o.opt_or_null(k!("line_no"), e.line_no.as_deref());
+    o.str(k!("account"), &e.account);
+    o.opt_or_null(k!("panel_time"), e.panel_time.as_deref());
+    o.str(k!("code"), &e.code);
+    o.str(k!("qualifier"), e.qualifier.as_str());
+    o.str(k!("class"), e.class.as_str());
+    o.str(k!("category"), e.category.as_str());
+    o.opt_or_null(k!("zone"), e.zone.as_deref());
+    o.opt_or_null(k!("user"), e.user.as_deref());
+    o.opt_or_null(k!("partition"), e.partition.as_deref());
+    o.str(k!("text"), &e.text);
+    o.opt(k!("arming"), e.arming.map(|a| a.as_str()));
+    o.opt(k!("data_account"), e.data_account.as_deref());
+    o.list(k!("names"), &e.names);
+    o.opt(k!("event_time"), e.event_time.as_deref());
+    o.opt(k!("location"), e.location.as_deref());
+    o.opt(k!("verification"), e.verification.as_deref());
+    o.opt(k!("mac"), e.mac.as_deref());
+    o.opt(k!("site"), e.site.as_deref());
+    o.opt(k!("building"), e.building.as_deref());
+    o.opt(k!("room"), e.room.as_deref());
+    o.opt(k!("alarm_text"), e.alarm_text.as_deref());
+    o.opt(k!("longitude"), e.longitude.as_deref());
+    o.opt(k!("latitude"), e.latitude.as_deref());
+    o.opt(k!("altitude"), e.altitude.as_deref());
+    o.opt(k!("network_path"), e.network_path.as_deref());
+    o.opt(k!("network_address"), e.network_address.as_deref());
+    o.opt(k!("path"), e.path.as_deref());
+    o.list(k!("ext"), &e.ext);
     if e.unknown_account {
-        o.bool("unknown_account", true);
+        o.bool(k!("unknown_account"), true);
     }
     match earlier {
         Some((text, span)) if text == e.raw && span.end <= o.out.len() => {
-            o.key("raw");
+            o.key(k!("raw"));
             o.out.extend_from_within(span);
         }
-        _ => o.str("raw", &e.raw),
+        _ => o.str(k!("raw"), &e.raw),
     }
     o.close();
 }
@@ -81,41 +90,38 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
 /// caller can add the events after them. Its `events` are not written. Returns where the
 /// record's `raw` was written, for [`write_event_after`].
 pub fn write_record_head<'r>(out: &mut Vec<u8>, r: &'r JournalRecord) -> WrittenRaw<'r> {
-    let mut o = Object::open(out);
-    o.str(
-        "kind",
-        match r.kind {
-            RecordKind::Frame => "frame",
-            RecordKind::Internal => "internal",
-        },
-    );
-    o.str("at", &r.at);
-    o.opt("transport", r.transport.as_deref());
-    o.opt("peer", r.peer.as_deref());
+    let mut o = Object::open(out, b"{\"kind\":");
+    o.out.extend_from_slice(match r.kind {
+        RecordKind::Frame => b"\"frame\"",
+        RecordKind::Internal => b"\"internal\"",
+    });
+    o.str(k!("at"), &r.at);
+    o.opt(k!("transport"), r.transport.as_deref());
+    o.opt(k!("peer"), r.peer.as_deref());
     let raw = r.raw.as_deref().map(|raw| {
-        o.key("raw");
+        o.key(k!("raw"));
         let start = o.out.len();
         string(o.out, raw);
         (raw, start..o.out.len())
     });
-    o.opt("reply", r.reply.as_deref());
-    o.opt("outcome", r.outcome.as_deref());
-    o.opt("reason", r.reason.as_deref());
-    o.opt("account", r.account.as_deref());
-    o.opt("key", r.key.as_deref());
+    o.opt(k!("reply"), r.reply.as_deref());
+    o.opt(k!("outcome"), r.outcome.as_deref());
+    o.opt(k!("reason"), r.reason.as_deref());
+    o.opt(k!("account"), r.account.as_deref());
+    o.opt(k!("key"), r.key.as_deref());
     raw
 }
 
-/// An object being written: tracks whether a comma is due.
+/// An object being written, its first field's key already out.
 struct Object<'o> {
     out: &'o mut Vec<u8>,
-    first: bool,
 }
 
 impl<'o> Object<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Object<'o> {
-        out.push(b'{');
-        Object { out, first: true }
+    /// `first` is `{` and the first field's key, `{"name":`.
+    fn open(out: &'o mut Vec<u8>, first: &[u8]) -> Object<'o> {
+        out.extend_from_slice(first);
+        Object { out }
     }
 
     fn close(self) {
@@ -123,30 +129,24 @@ impl<'o> Object<'o> {
     }
 
     /// Keys are ASCII identifiers: written without an escape scan.
-    fn key(&mut self, name: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    fn key(&mut self, key: &[u8]) {
+        self.out.extend_from_slice(key);
     }
 
-    fn str(&mut self, name: &str, value: &str) {
-        self.key(name);
+    fn str(&mut self, key: &[u8], value: &str) {
+        self.key(key);
         string(self.out, value);
     }
 
-    fn bool(&mut self, name: &str, value: bool) {
-        self.key(name);
+    fn bool(&mut self, key: &[u8], value: bool) {
+        self.key(key);
         self.out
             .extend_from_slice(if value { b"true" } else { b"false" });
     }
 
     /// A field serde writes as `null` when absent.
-    fn opt_or_null(&mut self, name: &str, value: Option<&str>) {
-        self.key(name);
+    fn opt_or_null(&mut self, key: &[u8], value: Option<&str>) {
+        self.key(key);
         match value {
             Some(v) => string(self.out, v),
             None => self.out.extend_from_slice(b"null"),
@@ -154,18 +154,18 @@ impl<'o> Object<'o> {
     }
 
     /// A field serde leaves out when absent.
-    fn opt(&mut self, name: &str, value: Option<&str>) {
+    fn opt(&mut self, key: &[u8], value: Option<&str>) {
         if let Some(v) = value {
-            self.str(name, v);
+            self.str(key, v);
         }
     }
 
     /// A list serde leaves out when empty.
-    fn list(&mut self, name: &str, values: &[String]) {
+    fn list(&mut self, key: &[u8], values: &[String]) {
         if values.is_empty() {
             return;
         }
-        self.key(name);
+        self.key(key);
         self.out.push(b'[');
         for (i, v) in values.iter().enumerate() {
             if i > 0 {

@@ -136,23 +136,29 @@ pub fn path_name(
     receiver: Option<&str>,
 ) -> compact_str::CompactString {
     // Built by hand: this runs for every acknowledged frame, and `format!` costs more
-    // than the rest of the work here.
-    let mut name = compact_str::CompactString::const_new("");
-    match network_path {
-        Some(j) if !j.is_empty() => {
-            name.push('J');
-            name.push_str(j);
-        }
-        _ => {
-            name.push('L');
-            name.push_str(line);
-            if let Some(r) = receiver {
-                name.push('R');
-                name.push_str(r);
-            }
-        }
+    // than the rest of the work here. The pieces are joined on the stack and the string
+    // made once: a name fits a `CompactString` inline, and pushing piece by piece onto one
+    // cost more than the join.
+    let pieces: [&str; 4] = match network_path {
+        Some(j) if !j.is_empty() => ["J", j, "", ""],
+        _ => match receiver {
+            Some(r) => ["L", line, "R", r],
+            None => ["L", line, "", ""],
+        },
+    };
+    let mut buf = [0u8; 24];
+    let mut len = 0;
+    for piece in pieces {
+        let Some(slot) = buf.get_mut(len..len + piece.len()) else {
+            return compact_str::CompactString::from(pieces.concat());
+        };
+        slot.copy_from_slice(piece.as_bytes());
+        len += piece.len();
     }
-    name
+    // Whole `str`s end to end are UTF-8: the check cannot fail.
+    std::str::from_utf8(buf.get(..len).unwrap_or_default())
+        .map(compact_str::CompactString::new)
+        .unwrap_or_else(|_| compact_str::CompactString::from(pieces.concat()))
 }
 
 /// What supervision reports.
@@ -630,6 +636,18 @@ impl Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_names_join_line_receiver_or_network_path() {
+        assert_eq!(path_name(None, "0", Some("1")), "L0R1");
+        assert_eq!(path_name(None, "7", None), "L7");
+        assert_eq!(path_name(Some(""), "2", Some("FF")), "L2RFF");
+        assert_eq!(path_name(Some("eth0"), "0", Some("1")), "Jeth0");
+        // Longer than the inline buffer: still whole.
+        let long = "0123456789ABCDEF0123456789";
+        assert_eq!(path_name(None, long, Some(long)), format!("L{long}R{long}"));
+        assert_eq!(path_name(Some(long), "0", None), format!("J{long}"));
+    }
 
     fn single(secs: u32) -> Option<Interval> {
         Some(Interval {

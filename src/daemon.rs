@@ -303,6 +303,7 @@ pub async fn run(
     // Journal, with its batches feeding the metrics.
     let mut jconfig = JournalConfig::new(&data_dir);
     jconfig.segment_size = config.journal.segment_size;
+    jconfig.commit_interval = config.journal.commit_interval;
     let m = Arc::clone(&metrics);
     jconfig.observer = Some(Arc::new(move |b: &crate::journal::BatchStats| {
         m.journal_fsync.observe(b.fsync.as_secs_f64());

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tocsin::journal::{BatchStats, Journal, JournalConfig, JournalReader};
 
@@ -74,5 +75,55 @@ async fn concurrent_appenders_share_fsyncs() {
         next = last + 1;
     }
     assert_eq!(next, n + 1);
+    assert_eq!(JournalReader::open(tmp.path()).unwrap().count() as u64, n);
+}
+
+/// With a commit interval, group commits start at least that far apart, and the appenders
+/// that ask meanwhile share the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_interval_spaces_commits_and_fills_them() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let interval = Duration::from_millis(100);
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.commit_interval = interval;
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let seen = ends.clone();
+    cfg.observer = Some(Arc::new(move |_: &BatchStats| {
+        seen.lock().unwrap().push(Instant::now());
+    }));
+    let (j, _) = Journal::open(cfg).unwrap();
+
+    const TASKS: usize = 4;
+    const PER_TASK: usize = 5;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let h = j.handle();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..PER_TASK {
+                let lsn = h.append(i as i64, format!("task {t} record {i}").into_bytes());
+                lsn.await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = (TASKS * PER_TASK) as u64;
+    assert_eq!(j.durable_lsn(), n);
+    let batches = j.stats().batches();
+    j.close().await.unwrap();
+    // Each task has its next record queued well within the interval: the commits carry
+    // about one record of each, five or six of them, far from one per record.
+    assert!(batches <= 10, "{batches} commits for {n} records");
+    // A commit ends at least the interval after the previous one began, less that one's
+    // sync; syncs here take well under 40 ms.
+    let ends = ends.lock().unwrap().clone();
+    for pair in ends.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= interval - Duration::from_millis(40),
+            "commits {gap:?} apart"
+        );
+    }
     assert_eq!(JournalReader::open(tmp.path()).unwrap().count() as u64, n);
 }

@@ -4,7 +4,8 @@
 //! writer does nothing else; a dedicated thread keeps that off the runtime's workers, and owning
 //! the file in one place means no locking around the write position.
 //!
-//! One turn of the loop: block for the first request, drain whatever else is queued (bounded by
+//! One turn of the loop: block for the first request, wait out the commit interval if one is
+//! configured and the last commit started less than that ago, drain whatever else is queued (bounded by
 //! `max_batch_bytes`), assign LSNs in queue order, encode everything into one buffer, write it
 //! with one positioned write (two if the batch crosses into a new segment), and hand the batch
 //! to the sync stage ([`super::sync`]), which calls `fdatasync`, publishes the durable LSN and
@@ -224,6 +225,8 @@ impl Journal {
             next_lsn: rec.next_lsn,
             segment_size: config.segment_size,
             max_batch_bytes: config.max_batch_bytes.max(1),
+            commit_interval: config.commit_interval,
+            last_commit: Instant::now(),
             buf: Vec::new(),
             stage,
             _lock: lock,
@@ -306,6 +309,10 @@ struct Writer {
     next_lsn: Lsn,
     segment_size: u64,
     max_batch_bytes: usize,
+    /// See [`JournalConfig::commit_interval`].
+    commit_interval: Duration,
+    /// When the last group commit started draining the queue.
+    last_commit: Instant,
     /// Reused across batches: one allocation that grows to the largest batch.
     buf: Vec<u8>,
     /// Makes written batches durable and answers their waiters.
@@ -325,6 +332,14 @@ impl Writer {
         let mut batch: Vec<Pending> = Vec::new();
         let mut closers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
+            // Under a commit interval, what arrives before it has run joins this batch.
+            let since = self.last_commit.elapsed();
+            if let Some(rest) = self.commit_interval.checked_sub(since) {
+                if !rest.is_zero() {
+                    std::thread::sleep(rest);
+                }
+            }
+            self.last_commit = Instant::now();
             let mut bytes = 0usize;
             let mut next = Some(first);
             while let Some(req) = next.take() {

@@ -230,6 +230,10 @@ pub struct JournalSection {
     /// Let retention delete records the forwarder has not published yet (never by default).
     #[serde(default)]
     pub allow_unpublished_deletion: bool,
+    /// Least time between two group commits (`0s`, the default: none). See
+    /// [`crate::journal::JournalConfig::commit_interval`].
+    #[serde(default, with = "units::duration")]
+    pub commit_interval: Duration,
 }
 
 impl Default for JournalSection {
@@ -239,6 +243,7 @@ impl Default for JournalSection {
             max_bytes: default_max_bytes(),
             max_age: default_max_age(),
             allow_unpublished_deletion: false,
+            commit_interval: Duration::ZERO,
         }
     }
 }
@@ -517,6 +522,15 @@ impl Config {
                 message: "[time] past and future must each be at most 2 days".into(),
             });
         }
+        // Every ACK may wait this long: past a tenth of a second it would be felt by panels
+        // and buy nothing more (a sync's CPU is already shared by hundreds of frames).
+        if self.journal.commit_interval > Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                message: "[journal] commit_interval must be at most 100ms".into(),
+            });
+        }
         Ok(Settings {
             config: self,
             accounts,
@@ -618,5 +632,19 @@ encryption = "required"             # or "optional"
         assert_eq!(l[0].transport, Transports::Both);
         assert_eq!(c.time.past, Duration::from_secs(40));
         assert_eq!(c.dedup.window, Duration::from_secs(600));
+        assert_eq!(c.journal.commit_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn commit_interval_is_read_and_bounded() {
+        let s = parse("[journal]\ncommit_interval = \"500us\"\n").unwrap();
+        assert_eq!(s.config.journal.commit_interval, Duration::from_micros(500));
+        let err = parse("[journal]\ncommit_interval = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("commit_interval must be at most 100ms"),
+            "{err}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-/// Parses `500ms`, `40s`, `10m`, `2h`, `90d` or a bare number of seconds.
+/// Parses `500us`, `500ms`, `40s`, `10m`, `2h`, `90d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -15,6 +15,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try 40s, 10m, 2h, 90d)"))?;
     let secs = match unit.trim() {
+        "us" | "µs" => value / 1e6,
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
@@ -92,6 +93,8 @@ mod tests {
         assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration("500µs"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5y").is_err());

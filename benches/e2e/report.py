@@ -1,6 +1,6 @@
 """Writes the results of benches/e2e/run.sh or idle.sh as a section of BENCHMARKS.md.
 
-    python3 report.py e2e RESULTS_DIR OUT
+    python3 report.py e2e RESULTS_DIR OUT [SECTION]
     python3 report.py idle RESULT_JSON OUT
 
 Each script owns one section of OUT, between `<!-- NAME:begin -->` and `<!-- NAME:end -->`;
@@ -19,7 +19,7 @@ HEADER = (
     "`benches/e2e/idle.sh` (memory of idle panels); each script rewrites its own section.\n"
     "Numbers come from a shared 2-core machine: compare within one run, not across runs.\n"
 )
-SECTIONS = ["e2e", "idle"]
+SECTIONS = ["e2e", "e2e-interval", "idle"]
 
 
 def load_json(path):
@@ -119,7 +119,7 @@ def latency(r, q):
     return (r.get("latency_us") or {}).get(q)
 
 
-def e2e(results, out):
+def e2e(results, out, section="e2e"):
     meta = load_json(os.path.join(results, "meta.json"))
     fs_before = load_json(os.path.join(results, "fsync-before.json"))
     fs_after = load_json(os.path.join(results, "fsync-after.json"))
@@ -147,7 +147,11 @@ def e2e(results, out):
 
     lines = []
     w = lines.append
-    w("## Receivers compared: ceiling, tocsin, pysiaalarm")
+    interval = meta.get("commit_interval", "0s")
+    if section == "e2e":
+        w("## Receivers compared: ceiling, tocsin, pysiaalarm")
+    else:
+        w(f"## Receivers compared, tocsin with `[journal] commit_interval = \"{interval}\"`")
     w("")
     w(f"Command: `{meta.get('command', '').strip()}`  ")
     w(f"Date: {meta.get('date')} (sweep {meta.get('elapsed')} s), tocsin commit {meta.get('commit')}  ")
@@ -164,7 +168,8 @@ def e2e(results, out):
         f"Settings: each point {meta.get('duration')} measured after a {meta.get('warmup')} "
         f"warm-up run, mix `{meta.get('mix')}`, accounts 100000…{100000 + int(meta.get('accounts', 1)) - 1}, "
         f"frames carry `R1`, sources {meta.get('sources')}, 10 s reply timeout, open-file limit "
-        f"{meta.get('nofile')}; pysiaalarm {meta.get('pysia')} on Python {meta.get('python')}"
+        f"{meta.get('nofile')}; pysiaalarm {meta.get('pysia')} on Python {meta.get('python')}; "
+        f"tocsin's `[journal] commit_interval` {interval}"
     )
     w("")
     for label, f in (("before", fs_before), ("after", fs_after)):
@@ -308,7 +313,7 @@ def e2e(results, out):
         w(f"- {counters} (whole run, warm-ups included)")
     if meta.get("tocsin_hwm_kib"):
         w(f"- tocsin's peak resident memory over the sweep: {int(meta['tocsin_hwm_kib']) // 1024} MiB")
-    replace_section(out, "e2e", "\n".join(lines))
+    replace_section(out, section, "\n".join(lines))
 
 
 def idle(result, out):
@@ -364,10 +369,13 @@ def idle(result, out):
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("e2e", "idle"):
+    if len(sys.argv) not in (4, 5) or sys.argv[1] not in ("e2e", "idle"):
         sys.exit(__doc__)
     if sys.argv[1] == "e2e":
-        e2e(sys.argv[2], sys.argv[3])
+        section = sys.argv[4] if len(sys.argv) == 5 else "e2e"
+        if section not in SECTIONS:
+            sys.exit(f"unknown section {section}: one of {SECTIONS}")
+        e2e(sys.argv[2], sys.argv[3], section)
     else:
         idle(sys.argv[2], sys.argv[3])
 

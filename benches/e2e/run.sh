@@ -3,6 +3,7 @@
 #
 #   benches/e2e/run.sh [--duration 12s] [--warmup 3s] [--conns "10 100 1000 10000"]
 #                      [--mix sia,cid] [--out BENCHMARKS.md]
+#                      [--commit-interval 500us --section e2e-interval]
 #
 # Three receivers listen on loopback side by side, and `tocsin load` (closed-loop panels: one
 # frame, wait for the reply, next frame; every reply checked for CRC, sequence and account)
@@ -31,6 +32,9 @@
 # fsync. The results go into the e2e section of BENCHMARKS.md (other sections
 # are kept); raw JSON stays in the work directory with KEEP=1.
 #
+# --commit-interval sets tocsin's `[journal] commit_interval` (default 0s, as shipped); a run
+# with it writes to its own section (--section) so the default run's table is kept.
+#
 # Environment: CARGO_TARGET_DIR is honoured; BENCH_DIR picks the work directory's parent
 # (default: $CARGO_TARGET_DIR/tmp, which must be a real disk).
 set -euo pipefail
@@ -44,6 +48,8 @@ CONNS="10 100 1000 10000"
 MIX=sia,cid
 OUT=$ROOT/BENCHMARKS.md
 PYSIA_VERSION=3.2.2
+COMMIT_INTERVAL=0s
+SECTION=e2e
 COMMAND="benches/e2e/run.sh${*:+ $(printf '%q ' "$@")}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,7 +58,9 @@ while [ $# -gt 0 ]; do
     --conns) CONNS=$2; shift 2 ;;
     --mix) MIX=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    *) echo "usage: $0 [--duration D] [--warmup D] [--conns \"N …\"] [--mix M] [--out FILE]" >&2; exit 2 ;;
+    --commit-interval) COMMIT_INTERVAL=$2; shift 2 ;;
+    --section) SECTION=$2; shift 2 ;;
+    *) echo "usage: $0 [--duration D] [--warmup D] [--conns \"N …\"] [--mix M] [--out FILE] [--commit-interval D] [--section NAME]" >&2; exit 2 ;;
   esac
 done
 
@@ -150,6 +158,9 @@ stdout = false                   # no sink: the receiving path alone
 [accounts]
 unknown = "reject"
 file = "accounts.csv"            # the load's accounts, 100000…$((100000 + ACCOUNTS - 1))
+
+[journal]
+commit_interval = "$COMMIT_INTERVAL"      # default 0s
 
 [limits]
 max_connections = 19000          # default 16000
@@ -278,8 +289,9 @@ jq -n \
   --arg rustc "$(rustc --version)" \
   --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
   --arg tocsin_hwm_kib "$TOCSIN_RSS" \
+  --arg commit_interval "$COMMIT_INTERVAL" \
   --arg loadavg "$LOAD_START at the start, $LOAD_END at the end" \
   '$ARGS.named' >"$WORK/results/meta.json"
 
-python3 "$ROOT/benches/e2e/report.py" e2e "$WORK/results" "$OUT"
+python3 "$ROOT/benches/e2e/report.py" e2e "$WORK/results" "$OUT" "$SECTION"
 echo "== written: $OUT"

@@ -78,14 +78,15 @@ async fn concurrent_appenders_share_fsyncs() {
     assert_eq!(JournalReader::open(tmp.path()).unwrap().count() as u64, n);
 }
 
-/// With a commit interval, group commits start at least that far apart, and the appenders
-/// that ask meanwhile share the next one.
+/// With a commit interval (here after any commit), group commits start at least that far
+/// apart, and the appenders that ask meanwhile share the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_interval_spaces_commits_and_fills_them() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let interval = Duration::from_millis(100);
     let mut cfg = JournalConfig::new(tmp.path());
     cfg.commit_interval = interval;
+    cfg.commit_interval_after = 1;
     let ends = Arc::new(Mutex::new(Vec::new()));
     let seen = ends.clone();
     cfg.observer = Some(Arc::new(move |_: &BatchStats| {
@@ -126,4 +127,28 @@ async fn a_commit_interval_spaces_commits_and_fills_them() {
         );
     }
     assert_eq!(JournalReader::open(tmp.path()).unwrap().count() as u64, n);
+}
+
+/// Small commits are not held back: a lone panel sending back to back gets each ACK after
+/// its own sync, not after the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_interval_spares_small_commits() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.commit_interval = Duration::from_millis(100);
+    let (j, _) = Journal::open(cfg).unwrap();
+    let h = j.handle();
+    let started = Instant::now();
+    for i in 0..5 {
+        h.append(i, format!("record {i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    // Held back, five commits would take at least 400 ms.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(250),
+        "five lone appends took {took:?}"
+    );
+    j.close().await.unwrap();
 }

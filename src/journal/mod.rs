@@ -168,12 +168,17 @@ pub struct JournalConfig {
     /// The writer stops draining the queue into a batch past this many encoded bytes.
     pub max_batch_bytes: usize,
     /// Least time between the starts of two group commits (zero: the next one starts as
-    /// soon as a request is there). Requests that arrive meanwhile wait and share the next
-    /// `fdatasync`: fewer, larger commits for at most this much added latency. Worth it
-    /// when frames arrive faster than syncs end (an alarm storm), since each `fdatasync`
-    /// costs tens of microseconds of CPU on top of its wait; a request that comes after
-    /// a quiet spell longer than this never waits.
+    /// soon as a request is there), applied only after a commit of at least
+    /// `commit_interval_after` records. Requests that arrive meanwhile wait and share the
+    /// next `fdatasync`: fewer, larger commits for at most this much added latency. Worth
+    /// it when frames arrive faster than syncs end (an alarm storm), since each
+    /// `fdatasync` costs tens of microseconds of CPU on top of its wait. A request after a
+    /// quiet spell longer than the interval never waits, and neither do a few panels
+    /// sending back to back: their commits stay small, and for them the wait would only
+    /// slow each exchange.
     pub commit_interval: Duration,
+    /// See `commit_interval`.
+    pub commit_interval_after: usize,
     /// Called after each successful group commit (metrics).
     pub observer: Option<BatchObserver>,
     /// Fault injection: the fsync after this many successful ones fails.
@@ -182,7 +187,8 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Defaults: 64 MiB segments, 4096 queued requests, 8 MiB batches, no commit interval.
+    /// Defaults: 64 MiB segments, 4096 queued requests, 8 MiB batches, no commit interval
+    /// (and, when one is set, it applies after commits of 16 records or more).
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         JournalConfig {
             data_dir: data_dir.as_ref().to_path_buf(),
@@ -190,6 +196,7 @@ impl JournalConfig {
             queue_capacity: 4096,
             max_batch_bytes: 8 << 20,
             commit_interval: Duration::ZERO,
+            commit_interval_after: 16,
             observer: None,
             #[cfg(test)]
             fail_sync_after: None,
@@ -205,6 +212,7 @@ impl fmt::Debug for JournalConfig {
             .field("queue_capacity", &self.queue_capacity)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("commit_interval", &self.commit_interval)
+            .field("commit_interval_after", &self.commit_interval_after)
             .field("observer", &self.observer.is_some())
             .finish()
     }

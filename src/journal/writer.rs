@@ -226,7 +226,9 @@ impl Journal {
             segment_size: config.segment_size,
             max_batch_bytes: config.max_batch_bytes.max(1),
             commit_interval: config.commit_interval,
+            commit_interval_after: config.commit_interval_after,
             last_commit: Instant::now(),
+            last_commit_records: 0,
             buf: Vec::new(),
             stage,
             _lock: lock,
@@ -311,8 +313,10 @@ struct Writer {
     max_batch_bytes: usize,
     /// See [`JournalConfig::commit_interval`].
     commit_interval: Duration,
-    /// When the last group commit started draining the queue.
+    commit_interval_after: usize,
+    /// When the last group commit started draining the queue, and how many records it had.
     last_commit: Instant,
+    last_commit_records: usize,
     /// Reused across batches: one allocation that grows to the largest batch.
     buf: Vec<u8>,
     /// Makes written batches durable and answers their waiters.
@@ -332,11 +336,14 @@ impl Writer {
         let mut batch: Vec<Pending> = Vec::new();
         let mut closers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            // Under a commit interval, what arrives before it has run joins this batch.
-            let since = self.last_commit.elapsed();
-            if let Some(rest) = self.commit_interval.checked_sub(since) {
-                if !rest.is_zero() {
-                    std::thread::sleep(rest);
+            // Under a commit interval, and while commits are large, what arrives before
+            // the interval has run joins this batch.
+            if self.last_commit_records >= self.commit_interval_after {
+                let since = self.last_commit.elapsed();
+                if let Some(rest) = self.commit_interval.checked_sub(since) {
+                    if !rest.is_zero() {
+                        std::thread::sleep(rest);
+                    }
                 }
             }
             self.last_commit = Instant::now();
@@ -368,6 +375,7 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
+            self.last_commit_records = batch.iter().map(|p| p.records.as_slice().len()).sum();
             self.commit(&mut batch);
         }
         let poisoned = self.stage.poisoned();

@@ -95,13 +95,15 @@ print(f"fdatasync p99       {fb['p99']} µs before, {fa['p99']} µs after (p50 {
 # journal met it, batches and all. This disk has been seen to switch between ~50 µs and
 # ~4 ms per fdatasync for seconds at a time, so the probes around the run may miss it.
 def hist(path, name):
+    # Summed over label sets (the ACK latency has one per transport and reply).
     out = {}
     for line in open(path):
         if line.startswith(name + "_bucket{"):
             le = line.split('le="')[1].split('"')[0]
-            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith(name + "_sum "):
-            out["sum"] = float(line.split()[1])
+            le = float("inf") if le == "+Inf" else float(le)
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_sum"):
+            out["sum"] = out.get("sum", 0.0) + float(line.split()[-1])
     return out
 name = "tocsin_journal_fsync_seconds"
 hb, ha = hist(f"{w}/metrics-before.txt", name), hist(f"{w}/metrics-after.txt", name)
@@ -115,5 +117,19 @@ if count:
     mean = (ha["sum"] - hb.get("sum", 0)) / count
     over_1ms = count - (ha[0.001] - hb.get(0.001, 0))
     print(f"tocsin's fdatasyncs {int(count)} in the paced run: mean {mean * 1e6:.0f} µs, p50 ≤ {q(0.5) * 1e6:.0f} µs, p99 ≤ {q(0.99) * 1e6:.0f} µs (bucket bounds), {100 * over_1ms / count:.1f} % over 1 ms")
+# Frame by frame, inside the daemon: from a frame's arrival to its reply being ready, and
+# the part of it spent waiting for the journal (append to durable). A slow fdatasync
+# holds every frame that arrives while it runs, so these weigh the disk's slow moments by
+# the frames they hold, where the fdatasync percentiles above count each sync once.
+for name, what in (
+    ("tocsin_ack_latency_seconds", "arrival to reply in the daemon"),
+    ("tocsin_journal_append_seconds", "journal wait (append to durable)"),
+):
+    hb, ha = hist(f"{w}/metrics-before.txt", name), hist(f"{w}/metrics-after.txt", name)
+    buckets = sorted(k for k in ha if k != "sum")
+    count = ha.get(float("inf"), 0) - hb.get(float("inf"), 0)
+    if count:
+        mean = (ha["sum"] - hb.get("sum", 0)) / count
+        print(f"{what}: {int(count)} frames, mean {mean * 1e6:.0f} µs, p50 ≤ {q(0.5) * 1e6:.0f} µs, p99 ≤ {q(0.99) * 1e6:.0f} µs (bucket bounds)")
 print(f"bar: p99 ACK {l['p99']} µs ≤ {bar} µs (larger fsync p99 + 2 ms): {'met' if l['p99'] <= bar else 'NOT met'}")
 PY

@@ -337,17 +337,20 @@ impl Writer {
         let mut closers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             // Under a commit interval, and while commits are large, what arrives before
-            // the interval has run joins this batch.
-            if self.last_commit_records >= self.commit_interval_after {
-                let since = self.last_commit.elapsed();
-                if let Some(rest) = self.commit_interval.checked_sub(since) {
+            // the interval has run joins this batch. Without one, no clock is read.
+            if !self.commit_interval.is_zero() {
+                if self.last_commit_records >= self.commit_interval_after {
+                    let rest = self
+                        .commit_interval
+                        .saturating_sub(self.last_commit.elapsed());
                     if !rest.is_zero() {
                         std::thread::sleep(rest);
                     }
                 }
+                self.last_commit = Instant::now();
             }
-            self.last_commit = Instant::now();
             let mut bytes = 0usize;
+            let mut count = 0usize;
             let mut next = Some(first);
             while let Some(req) = next.take() {
                 match req {
@@ -358,6 +361,7 @@ impl Writer {
                             .map(|(_, p)| record::encoded_len(p.len()))
                             .sum::<usize>();
                         bytes += encoded;
+                        count += records.as_slice().len();
                         batch.push(Pending {
                             records,
                             done,
@@ -375,7 +379,7 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            self.last_commit_records = batch.iter().map(|p| p.records.as_slice().len()).sum();
+            self.last_commit_records = count;
             self.commit(&mut batch);
         }
         let poisoned = self.stage.poisoned();

@@ -162,9 +162,8 @@ impl Connection {
         let idle = tokio::time::sleep(self.limits.idle_timeout);
         tokio::pin!(idle);
         let mut last_heard = tokio::time::Instant::now();
-        // Made once too: each `cancelled()` future registers with the token, which every
-        // connection shares, under its lock; one per frame was a lock taken and released
-        // twice a frame.
+        // Made once too: each `cancelled()` future registers with the token under its
+        // lock; one per frame was that lock taken and released twice a frame.
         let shutdown = self.shutdown.cancelled();
         tokio::pin!(shutdown);
         let how = loop {

@@ -146,19 +146,19 @@ pub fn path_name(
             None => ["L", line, "", ""],
         },
     };
+    let joined = || compact_str::CompactString::from(pieces.concat());
     let mut buf = [0u8; 24];
     let mut len = 0;
     for piece in pieces {
         let Some(slot) = buf.get_mut(len..len + piece.len()) else {
-            return compact_str::CompactString::from(pieces.concat());
+            return joined();
         };
         slot.copy_from_slice(piece.as_bytes());
         len += piece.len();
     }
     // Whole `str`s end to end are UTF-8: the check cannot fail.
     std::str::from_utf8(buf.get(..len).unwrap_or_default())
-        .map(compact_str::CompactString::new)
-        .unwrap_or_else(|_| compact_str::CompactString::from(pieces.concat()))
+        .map_or_else(|_| joined(), compact_str::CompactString::new)
 }
 
 /// What supervision reports.

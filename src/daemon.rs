@@ -558,12 +558,22 @@ pub async fn run(
                 };
                 let now = time::UtcDateTime::now();
                 let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-                let (changes, paths, failed) = match station.supervisor.lock() {
-                    Ok(mut s) => (s.handle_timeout(now_s), s.paths(), s.failed()),
-                    Err(_) => (Vec::new(), 0, 0),
+                let (changes, paths, failed, refused) = match station.supervisor.lock() {
+                    Ok(mut s) => (
+                        s.handle_timeout(now_s),
+                        s.paths(),
+                        s.failed(),
+                        s.paths_refused(),
+                    ),
+                    Err(_) => (Vec::new(), 0, 0, 0),
                 };
                 station.metrics.supervision_paths.set(paths as i64);
                 station.metrics.supervision_failed.set(failed as i64);
+                let counted = station.metrics.supervision_refused.get();
+                station
+                    .metrics
+                    .supervision_refused
+                    .inc_by(refused.saturating_sub(counted));
                 if !changes.is_empty() {
                     station.record_changes(&changes, now).await;
                 }

@@ -367,6 +367,51 @@ fn supervision_restart_and_status() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A metric's value from the daemon's `/metrics` (0 when absent).
+fn metric(http: SocketAddr, name: &str) -> f64 {
+    let (_, body) = get(http, "/metrics").expect("GET /metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A dual-path site that names eleven paths: every frame is acknowledged, eight paths are
+/// supervised, the three others are counted and never reported lost.
+#[test]
+fn a_site_naming_too_many_paths() {
+    let dir = scratch("paths-");
+    let config = write_config(
+        dir.path(),
+        "[[account]]\nid = \"2002\"\nsupervision = \"2s/2s\"\n",
+    );
+    let data = dir.path().join("data");
+    let d = Daemon::start(&config, &data);
+    for line in 1..=11 {
+        let reply = send(d.tcp, "2002", &line.to_string(), "NULL", "", None);
+        assert!(reply.contains("\"ACK\""), "line {line}: {reply:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(d.http, "tocsin_supervision_paths_refused_total") < 3.0 {
+        assert!(Instant::now() < deadline, "refused paths never counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(d.http, "tocsin_supervision_paths"), 8.0);
+    let ev = wait_events(&data, "path_fail of the supervised paths", |ev| {
+        count(ev, "2002", "comm_fail") == 1
+    });
+    // Every path is silent at once, so one comm_fail names them all ("L1,L2,…").
+    let lost: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["account"] == "2002")
+        .filter_map(|e| e["path"].as_str())
+        .flat_map(|p| p.split(','))
+        .collect();
+    assert!(lost.contains(&"L8"), "{ev:#?}");
+    for extra in ["L9", "L10", "L11"] {
+        assert!(!lost.contains(&extra), "{extra} reported: {ev:#?}");
+    }
+}
+
 const PLAIN: &str = r#"
 [[account]]
 id = "3001"

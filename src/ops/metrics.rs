@@ -69,6 +69,7 @@ pub struct Metrics {
     pub journal_durable_lsn: IntGauge,
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
+    pub supervision_refused: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -274,6 +275,11 @@ impl Metrics {
             "tocsin_supervision_failed_paths",
             "Supervised paths now silent past their interval.",
         )?;
+        let supervision_refused = IntCounter::new(
+            "tocsin_supervision_paths_refused_total",
+            format!("Frames over a path not supervised because its site already had {} paths (the most one site may have).", crate::receiver::supervision::MAX_PATHS_PER_SITE),
+        )?;
+        r.register(Box::new(supervision_refused.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -331,6 +337,7 @@ impl Metrics {
             journal_durable_lsn,
             supervision_paths,
             supervision_failed,
+            supervision_refused,
         })
     }
 

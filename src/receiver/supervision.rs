@@ -26,6 +26,13 @@ use crate::protocol::codes::{Category, EventClass, Qualifier};
 /// Wheel size in one-second slots; intervals longer than this take several turns.
 const WHEEL_SLOTS: usize = 4096;
 
+/// Paths one site may have under supervision. Dual-path systems use two, some
+/// transmitters up to four; a site naming more is a misconfigured panel or someone
+/// sending under its account, and each new name would otherwise cost memory forever and a
+/// "path lost" event once it falls silent. Frames over an extra path are still
+/// acknowledged and journaled; supervision ignores that path and counts it.
+pub const MAX_PATHS_PER_SITE: usize = 8;
+
 /// Expected reporting of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval {
@@ -198,6 +205,8 @@ struct Site {
     interval: Option<Interval>,
     paths: Vec<u32>,
     all_failed: bool,
+    /// Frames over paths refused for [`MAX_PATHS_PER_SITE`].
+    refused: u64,
 }
 
 /// Supervision of every configured account.
@@ -210,6 +219,8 @@ pub struct Supervisor {
     /// Next second the wheel has not processed yet.
     cursor: u64,
     failed: usize,
+    /// Frames over paths refused for [`MAX_PATHS_PER_SITE`], all sites.
+    refused: u64,
 }
 
 impl Supervisor {
@@ -222,6 +233,7 @@ impl Supervisor {
             wheel: vec![Vec::new(); WHEEL_SLOTS],
             cursor: now,
             failed: 0,
+            refused: 0,
         }
     }
 
@@ -270,7 +282,10 @@ impl Supervisor {
         }
         let idx = match self.by_name.get(&(id, path.into())) {
             Some(&i) => i,
-            None => self.add_path(id, path.into(), since),
+            None => match self.add_path(id, path.into(), since) {
+                Some(i) => i,
+                None => return,
+            },
         };
         if let Some(p) = self.paths.get_mut(idx as usize) {
             if p.failed_since.is_none() {
@@ -285,9 +300,23 @@ impl Supervisor {
         }
     }
 
-    fn add_path(&mut self, account: AccountId, name: PathName, now: u64) -> u32 {
+    /// `None` when the site already has [`MAX_PATHS_PER_SITE`] paths.
+    fn add_path(&mut self, account: AccountId, name: PathName, now: u64) -> Option<u32> {
         let idx = self.paths.len() as u32;
         let site = self.sites.entry(account).or_default();
+        if site.paths.len() >= MAX_PATHS_PER_SITE {
+            site.refused += 1;
+            self.refused += 1;
+            if site.refused == 1 {
+                tracing::warn!(
+                    account = account.as_str(),
+                    path = name.as_str(),
+                    "site reports over more than {MAX_PATHS_PER_SITE} paths: the extra ones are \
+                     not supervised (counted in tocsin_supervision_paths_refused_total)"
+                );
+            }
+            return None;
+        }
         let primary = site.paths.is_empty();
         site.paths.push(idx);
         self.paths.push(Path {
@@ -301,7 +330,7 @@ impl Supervisor {
         if let Some(deadline) = self.deadline(idx) {
             self.schedule(idx, deadline);
         }
-        idx
+        Some(idx)
     }
 
     fn interval_of(&self, idx: u32) -> Option<(u32, u32)> {
@@ -359,7 +388,10 @@ impl Supervisor {
                         }
                         i
                     }
-                    _ => self.add_path(id, name, now),
+                    _ => match self.add_path(id, name, now) {
+                        Some(i) => i,
+                        None => return Vec::new(),
+                    },
                 }
             }
         };
@@ -496,6 +528,12 @@ impl Supervisor {
                     .is_some_and(|s| s.interval.is_some())
             })
             .count()
+    }
+
+    /// Frames whose path was not supervised because its site had
+    /// [`MAX_PATHS_PER_SITE`] paths already, since start.
+    pub fn paths_refused(&self) -> u64 {
+        self.refused
     }
 
     /// Paths now in failure.
@@ -721,6 +759,42 @@ mod tests {
             matches!(&r[..], [Change::PathRestored { path, .. }] if path == "L1"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_site_gets_at_most_max_paths() {
+        let t0 = 7_000;
+        let mut s = Supervisor::new(t0);
+        s.configure(
+            "88",
+            Some(Interval {
+                primary: 10,
+                secondary: Some(10),
+                grace: 0,
+            }),
+        );
+        s.arm("88", t0);
+        for i in 0..MAX_PATHS_PER_SITE + 3 {
+            assert_eq!(s.heard("88", &format!("L{i}"), t0), vec![]);
+        }
+        assert_eq!(s.paths(), MAX_PATHS_PER_SITE);
+        assert_eq!(s.paths_refused(), 3);
+        // A known path still refreshes; a refused one is never reported lost.
+        s.heard("88", "L0", t0 + 5);
+        let c = s.handle_timeout(t0 + 10);
+        let lost: Vec<_> = c
+            .iter()
+            .filter_map(|c| match c {
+                Change::PathFailed { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len(), MAX_PATHS_PER_SITE - 1, "{c:?}");
+        assert!(!lost.iter().any(|p| p == "L0" || p == "L8"), "{lost:?}");
+        // Once paths fail, the limit still holds: failed paths are paths.
+        s.heard("88", "L9", t0 + 11);
+        assert_eq!(s.paths(), MAX_PATHS_PER_SITE);
+        assert_eq!(s.paths_refused(), 4);
     }
 
     #[test]

@@ -221,6 +221,10 @@ pub struct Supervisor {
     failed: usize,
     /// Frames over paths refused for [`MAX_PATHS_PER_SITE`], all sites.
     refused: u64,
+    /// Paths of sites that have an interval: kept as they change, because the daemon reads
+    /// it every second under the lock every frame takes, and a count over a million paths
+    /// would hold that lock for tens of milliseconds.
+    supervised: usize,
 }
 
 impl Supervisor {
@@ -234,6 +238,7 @@ impl Supervisor {
             cursor: now,
             failed: 0,
             refused: 0,
+            supervised: 0,
         }
     }
 
@@ -245,10 +250,18 @@ impl Supervisor {
             return;
         };
         match interval {
-            Some(i) => self.sites.entry(id).or_default().interval = Some(i),
+            Some(i) => {
+                let site = self.sites.entry(id).or_default();
+                if site.interval.is_none() {
+                    self.supervised += site.paths.len();
+                }
+                site.interval = Some(i);
+            }
             None => {
                 if let Some(site) = self.sites.get_mut(&id) {
-                    site.interval = None;
+                    if site.interval.take().is_some() {
+                        self.supervised = self.supervised.saturating_sub(site.paths.len());
+                    }
                 }
             }
         }
@@ -319,6 +332,9 @@ impl Supervisor {
         }
         let primary = site.paths.is_empty();
         site.paths.push(idx);
+        if site.interval.is_some() {
+            self.supervised += 1;
+        }
         self.paths.push(Path {
             account,
             name,
@@ -520,14 +536,7 @@ impl Supervisor {
 
     /// Paths under supervision.
     pub fn paths(&self) -> usize {
-        self.paths
-            .iter()
-            .filter(|p| {
-                self.sites
-                    .get(&p.account)
-                    .is_some_and(|s| s.interval.is_some())
-            })
-            .count()
+        self.supervised
     }
 
     /// Frames whose path was not supervised because its site had
@@ -759,6 +768,49 @@ mod tests {
             matches!(&r[..], [Change::PathRestored { path, .. }] if path == "L1"),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn path_count_follows_configuration() {
+        let t0 = 9_000;
+        let mut s = Supervisor::new(t0);
+        let dual = Some(Interval {
+            primary: 10,
+            secondary: Some(20),
+            grace: 0,
+        });
+        let counted = |s: &Supervisor| {
+            s.paths
+                .iter()
+                .filter(|p| {
+                    s.sites
+                        .get(&p.account)
+                        .is_some_and(|x| x.interval.is_some())
+                })
+                .count()
+        };
+        s.configure("1", dual);
+        s.configure("2", single(10));
+        s.arm("1", t0);
+        s.arm("2", t0);
+        s.heard("1", "L1", t0);
+        s.heard("1", "L2", t0);
+        s.heard("2", "L1", t0);
+        assert_eq!((s.paths(), counted(&s)), (3, 3));
+        // A reload drops supervision of 1, then gives it back; 2 changes its interval.
+        s.configure("1", None);
+        s.configure("2", single(30));
+        assert_eq!((s.paths(), counted(&s)), (1, 1));
+        s.configure("1", None);
+        assert_eq!(s.paths(), 1);
+        s.configure("1", dual);
+        assert_eq!((s.paths(), counted(&s)), (3, 3));
+        s.restore_failed("1", "L3", t0, false);
+        assert_eq!((s.paths(), counted(&s)), (4, 4));
+        // Unknown and unconfigured accounts add nothing.
+        s.heard("3", "L1", t0);
+        s.restore_failed("3", "L1", t0, true);
+        assert_eq!((s.paths(), counted(&s)), (4, 4));
     }
 
     #[test]

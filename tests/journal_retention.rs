@@ -131,3 +131,32 @@ async fn age_and_size_limits() {
         .is_empty());
     j.close().await.unwrap();
 }
+
+/// Record times are the callers' and can go back (a clock set back): a segment is as old
+/// as its newest record wherever that record sits in it, not as its last one.
+#[tokio::test]
+async fn age_is_the_newest_record_of_a_segment_wherever_it_is() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.segment_size = MIN_SEGMENT_SIZE;
+    let (j, _) = Journal::open(cfg).unwrap();
+    for i in 1..=300i64 {
+        // Record 20, in the first segment, is stamped far after every other one.
+        let secs = if i == 20 { 10_000 } else { i };
+        j.append(secs * 1_000_000, vec![b'r'; 150]).await.unwrap();
+    }
+    assert!(segments(tmp.path()) > 2);
+    let mut ret = Retention::new(tmp.path()).unwrap();
+    let by_age = RetentionPolicy {
+        max_age_micros: Some(200_000_000),
+        ..RetentionPolicy::default()
+    };
+    // "Now" 300 s: every other record of the first segment is older than 100 s.
+    let rep = ret.run(&by_age, 300_000_000).unwrap();
+    assert!(rep.deleted.is_empty(), "{rep:?}");
+    assert_eq!(first_readable(tmp.path()), 1);
+    // Once record 20 is old too, the old segments go.
+    let rep = ret.run(&by_age, 10_300_000_000).unwrap();
+    assert!(!rep.deleted.is_empty(), "{rep:?}");
+    j.close().await.unwrap();
+}

@@ -410,6 +410,29 @@ impl Iterator for JournalReader {
     }
 }
 
+/// The newest record time of a sealed segment, read through the window buffer rather than
+/// whole: a segment is 64 MiB by default, and retention visits each old one. `Ok(None)` when
+/// the read stopped anywhere but at the normal end of the data (damage, a torn record, an LSN
+/// out of order): the caller then scans the whole segment, which reads past damage.
+pub(crate) fn newest_ts(seg: &SegmentEntry) -> Result<Option<Option<i64>>> {
+    let mut f = SegmentFile::open(seg)?;
+    let mut expect = seg.first_lsn;
+    let mut newest: Option<i64> = None;
+    loop {
+        match f.read_record()? {
+            Ok(r) if r.lsn == expect => {
+                newest = Some(newest.map_or(r.ts_micros, |n| n.max(r.ts_micros)));
+                expect += 1;
+            }
+            // Preallocated zeros, or the file ends exactly after the last record.
+            Err(Invalid::Zero) | Err(Invalid::Truncated { have: 0, .. }) => {
+                return Ok(Some(newest))
+            }
+            Ok(_) | Err(_) => return Ok(None),
+        }
+    }
+}
+
 /// Timestamp of a segment's first record (its header is followed directly by the first record).
 fn first_ts(seg: &SegmentEntry) -> Result<Option<i64>> {
     let f = match File::open(&seg.path) {

@@ -77,9 +77,14 @@ impl Retention {
         if let Some(ts) = self.max_ts.get(&seg.first_lsn) {
             return Ok(*ts);
         }
-        let bytes =
-            fs::read(&seg.path).map_err(|e| JournalError::io("read segment", &seg.path, e))?;
-        let ts = scan_segment(&bytes, seg.first_lsn).max_ts;
+        let ts = match super::reader::newest_ts(seg)? {
+            Some(ts) => ts,
+            None => {
+                let bytes = fs::read(&seg.path)
+                    .map_err(|e| JournalError::io("read segment", &seg.path, e))?;
+                scan_segment(&bytes, seg.first_lsn).max_ts
+            }
+        };
         self.max_ts.insert(seg.first_lsn, ts);
         Ok(ts)
     }
@@ -94,7 +99,8 @@ impl Retention {
         for (seg, next) in segs.iter().zip(segs.iter().skip(1)) {
             let last_lsn = next.first_lsn.saturating_sub(1);
             let over_size = policy.max_bytes.is_some_and(|m| total > m);
-            let too_old = match policy.max_age_micros {
+            // Over size, the age does not matter: no need to read the segment for it.
+            let too_old = match policy.max_age_micros.filter(|_| !over_size) {
                 Some(age) => match self.newest_ts(seg)? {
                     Some(ts) => ts < now_micros.saturating_sub(age),
                     // No readable record: nothing to keep it for.

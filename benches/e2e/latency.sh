@@ -46,6 +46,13 @@ cleanup() {
 trap cleanup EXIT
 PORT=$(free_port)
 HTTP=$(free_port)
+# The daemon's threads as the scheduler saw them: name, CPU ns, ns runnable but waiting
+# for a CPU, times run (/proc/PID/task/TID/schedstat).
+sched_stats() {
+  for t in /proc/"$TOCSIN_PID"/task/*; do
+    echo "$(cat "$t/comm") $(cat "$t/schedstat" 2>/dev/null || echo 0 0 0)"
+  done
+}
 cat >"$WORK/tocsin.toml" <<CONF
 [receiver]
 id = "latency"
@@ -73,8 +80,10 @@ echo "   peak $PEAK frames/s; pacing at $RATE"
 "$BIN" fsync-probe --dir "$WORK/data" --count 2000 --json >"$WORK/fsync-before.json"
 echo "== paced: $CONNS panels at $RATE frames/s in all, $DURATION"
 curl -sf "http://127.0.0.1:$HTTP/metrics" >"$WORK/metrics-before.txt"
+sched_stats >"$WORK/sched-before.txt"
 "${LOAD[@]}" --duration "$DURATION" --rate "$RATE" >"$WORK/paced.json"
 curl -sf "http://127.0.0.1:$HTTP/metrics" >"$WORK/metrics-after.txt"
+sched_stats >"$WORK/sched-after.txt"
 "$BIN" fsync-probe --dir "$WORK/data" --count 2000 --json >"$WORK/fsync-after.json"
 python3 - "$WORK" "$CONNS" <<'PY'
 import json, sys
@@ -131,5 +140,20 @@ for name, what in (
     if count:
         mean = (ha["sum"] - hb.get("sum", 0)) / count
         print(f"{what}: {int(count)} frames, mean {mean * 1e6:.0f} µs, p50 ≤ {q(0.5) * 1e6:.0f} µs, p99 ≤ {q(0.99) * 1e6:.0f} µs (bucket bounds)")
+# Per thread kind, over the paced run: CPU used, time spent runnable but waiting for a CPU
+# (the two cores are shared with the load generator), and that wait per wake-up.
+def sched(path):
+    out = {}
+    for line in open(path):
+        name, cpu, wait, runs = line.split()
+        kind = "tocsin-sync" if name.startswith("tocsin-sync") else name
+        t = out.setdefault(kind, [0, 0, 0])
+        t[0] += int(cpu); t[1] += int(wait); t[2] += int(runs)
+    return out
+sb, sa = sched(f"{w}/sched-before.txt"), sched(f"{w}/sched-after.txt")
+for kind in sorted(sa):
+    cpu, wait, runs = (sa[kind][i] - sb.get(kind, [0, 0, 0])[i] for i in range(3))
+    if runs > 0:
+        print(f"threads {kind}: CPU {cpu / 1e9:.2f} s, waiting for a CPU {wait / 1e9:.2f} s over {runs} wake-ups ({wait / runs / 1e3:.0f} µs each)")
 print(f"bar: p99 ACK {l['p99']} µs ≤ {bar} µs (larger fsync p99 + 2 ms): {'met' if l['p99'] <= bar else 'NOT met'}")
 PY

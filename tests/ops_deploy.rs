@@ -365,3 +365,39 @@ fn readyz_waits_for_listeners() {
         &reply[..n]
     );
 }
+
+/// A client that opens HTTP connections and never closes them cannot take the daemon's
+/// descriptors: past 128 at once a new one is closed unanswered, panels are still served,
+/// and the endpoints answer again once the connections go.
+#[test]
+fn http_connections_are_capped() {
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let d = start(listen, &[]);
+    assert!(wait_status(d.http, "/readyz", 200), "never ready");
+    // A few more than the cap: the slot of the /readyz request above may be freed a moment
+    // after its socket closed, and then a later connection takes it.
+    let held: Vec<TcpStream> = (0..140)
+        .map(|_| TcpStream::connect(d.http).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        get(d.http, "/metrics"),
+        None,
+        "a connection past the 128 held ones was served"
+    );
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.write_all(b"\n11020013\"NULL\"0003L0#1234[]\r").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = [0u8; 64];
+    let n = s.read(&mut reply).unwrap();
+    assert!(
+        reply[..n].windows(5).any(|w| w == b"\"ACK\""),
+        "{:?}",
+        &reply[..n]
+    );
+    drop(held);
+    assert!(
+        wait_status(d.http, "/metrics", 200),
+        "not served after the connections closed"
+    );
+}

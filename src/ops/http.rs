@@ -15,7 +15,18 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use super::throttle::{Throttle, Verdict};
+
+/// HTTP connections served at once. Scrapers and operators need a handful; the descriptors
+/// are shared with the panels' connections, so a client that opens connections and never
+/// closes them must not be able to use them up. Past this, a new connection is closed at
+/// once (and logged, at most once a second).
+pub const MAX_HTTP_CONNECTIONS: usize = 128;
+
+static REFUSED_LOG: Throttle = Throttle::new(1);
 
 /// What the endpoints read.
 pub trait Probe: Send + Sync + 'static {
@@ -119,17 +130,33 @@ fn route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// Serves the endpoints on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, probe: Arc<dyn Probe>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if let Verdict::Log { suppressed } = REFUSED_LOG.check(now) {
+                tracing::warn!(
+                    %peer,
+                    suppressed,
+                    "HTTP connection closed: {MAX_HTTP_CONNECTIONS} already open"
+                );
+            }
             continue;
         };
         let probe = Arc::clone(&probe);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let probe = Arc::clone(&probe);
                 async move {

@@ -48,6 +48,13 @@ pub struct Station {
 const REJECTION_LINES_PER_SECOND: u64 = 20;
 static REJECTION_LOG: Throttle = Throttle::new(REJECTION_LINES_PER_SECOND);
 
+/// Supervision events per journal record: a few hundred bytes each, so a record stays near
+/// 100 KB, far under the journal's 1 MiB limit on one record.
+const CHANGES_PER_RECORD: usize = 128;
+
+/// Supervision changes logged one by one per batch; the rest are counted in one line.
+const CHANGE_LINES: usize = 50;
+
 /// Microseconds since the Unix epoch of a receiver time.
 pub fn micros(t: UtcDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
@@ -235,15 +242,40 @@ impl Station {
     }
 
     /// Journals supervision changes as receiver events.
+    ///
+    /// A station whose own network fails sees every site fall silent within one interval,
+    /// and after a restart during the outage in the same second: thousands of changes at
+    /// once. They go into records of [`CHANGES_PER_RECORD`] events, each far under the
+    /// journal's record limit (1 MiB), all appended before the first wait; and the log gets
+    /// the first [`CHANGE_LINES`] of them one by one, then a count.
     pub async fn record_changes(&self, changes: &[Change], now: UtcDateTime) {
         let receiver = self.settings.load().config.receiver.id.clone();
-        let events: Vec<_> = changes.iter().map(|c| c.to_event(&receiver, now)).collect();
-        for e in &events {
-            tracing::warn!(account = %e.account, code = %e.code, path = e.path.as_deref().unwrap_or("-"), "{}", e.text);
-            self.series.event(e.class, 1);
+        let at = rfc3339(now);
+        let mut records = Vec::with_capacity(changes.len().div_ceil(CHANGES_PER_RECORD));
+        for (i, chunk) in changes.chunks(CHANGES_PER_RECORD).enumerate() {
+            let events: Vec<_> = chunk.iter().map(|c| c.to_event(&receiver, now)).collect();
+            for (j, e) in events.iter().enumerate() {
+                if i * CHANGES_PER_RECORD + j < CHANGE_LINES {
+                    tracing::warn!(account = %e.account, code = %e.code, path = e.path.as_deref().unwrap_or("-"), "{}", e.text);
+                }
+                self.series.event(e.class, 1);
+            }
+            records.push((
+                micros(now),
+                JournalRecord::internal(at.clone(), events).into_bytes(),
+            ));
         }
-        let record = JournalRecord::internal(rfc3339(now), events);
-        if let Err(e) = self.journal.append(micros(now), record.into_bytes()).await {
+        if changes.len() > CHANGE_LINES {
+            tracing::warn!(
+                more = changes.len() - CHANGE_LINES,
+                total = changes.len(),
+                "supervision changes not logged one by one (all are journaled as events)"
+            );
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.journal.append_batch(records).await {
             tracing::error!(error = %e, "supervision events could not be journaled");
             self.metrics
                 .journal_errors

@@ -412,6 +412,41 @@ fn a_site_naming_too_many_paths() {
     }
 }
 
+/// Every site of a station silent in the same second (its network is down, or it was
+/// restarted while the network was down: every path gets a fresh interval at start): each
+/// one still gets its comm_fail in the journal, however many there are.
+#[test]
+fn mass_silence_is_journaled_whole() {
+    const SITES: usize = 3000;
+    let dir = scratch("mass-");
+    let accounts: String = (0..SITES)
+        .map(|i| {
+            format!(
+                "[[account]]\nid = \"{}\"\nsupervision = \"1s\"\n",
+                500_000 + i
+            )
+        })
+        .collect();
+    let config = write_config(dir.path(), &accounts);
+    let data = dir.path().join("data");
+    let d = Daemon::start(&config, &data);
+    let ev = wait_events(&data, "a comm_fail for every site", |ev| {
+        ev.iter().filter(|e| e["code"] == "comm_fail").count() >= SITES
+    });
+    let mut failed: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["code"] == "comm_fail")
+        .filter_map(|e| e["account"].as_str())
+        .collect();
+    failed.sort_unstable();
+    failed.dedup();
+    assert_eq!(failed.len(), SITES);
+    assert_eq!(
+        metric(d.http, "tocsin_journal_errors_total{action=\"audit_lost\"}"),
+        0.0
+    );
+}
+
 const PLAIN: &str = r#"
 [[account]]
 id = "3001"

@@ -48,8 +48,8 @@ pub struct Station {
 const REJECTION_LINES_PER_SECOND: u64 = 20;
 static REJECTION_LOG: Throttle = Throttle::new(REJECTION_LINES_PER_SECOND);
 
-/// Supervision events per journal record: a few hundred bytes each, so a record stays near
-/// 100 KB, far under the journal's 1 MiB limit on one record.
+/// Supervision events per journal record: about 500 bytes each, so a record stays near
+/// 64 KB, far under the journal's 1 MiB limit on one record.
 const CHANGES_PER_RECORD: usize = 128;
 
 /// Supervision changes logged one by one per batch; the rest are counted in one line.

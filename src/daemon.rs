@@ -126,7 +126,9 @@ impl Health {
             return serde_json::Value::Null;
         };
         let mut failures = s.failures();
-        failures.sort_by_key(|f| f.2);
+        // Longest in failure first; ties (a whole station silent in the same second) by
+        // account and path, so two reads list them alike.
+        failures.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
         let when = |secs: u64| {
             time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
                 .map(crate::receiver::event::panel_rfc3339)

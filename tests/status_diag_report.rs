@@ -445,6 +445,30 @@ fn mass_silence_is_journaled_whole() {
         metric(d.http, "tocsin_journal_errors_total{action=\"audit_lost\"}"),
         0.0
     );
+    // The start-of-shift summary stays a summary: the longest in failure first (ties by
+    // account), fifty of them, then a count; the JSON has every one.
+    let out = tocsin(&["status", "--http", &d.http.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("sites in failure: {SITES}")),
+        "{text}"
+    );
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" path ") && l.contains(" since "))
+        .collect();
+    assert_eq!(listed.len(), 50, "{text}");
+    assert!(listed[0].trim_start().starts_with("500000 "), "{text}");
+    assert!(text.contains(&format!("and {} more", SITES - 50)), "{text}");
+    let out = tocsin(&["status", "--http", &d.http.to_string(), "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["supervision"]["sites_in_failure"]
+            .as_array()
+            .map(Vec::len),
+        Some(SITES)
+    );
 }
 
 const PLAIN: &str = r#"

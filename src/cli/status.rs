@@ -13,6 +13,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+/// Sites in failure listed one by one, longest in failure first: a summary for a person,
+/// and when a whole station is cut off, thousands of lines would bury the rest.
+const FAILURES_LISTED: usize = 50;
+
 /// The daemon's default HTTP address (`[http] address`).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9100";
 
@@ -216,12 +220,18 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
         out.push_str("sites in failure: none\n");
     } else {
         out.push_str(&format!("sites in failure: {}\n", failures.len()));
-        for f in &failures {
+        for f in failures.iter().take(FAILURES_LISTED) {
             out.push_str(&format!(
                 "  {:<16} path {:<8} since {}\n",
                 f["account"].as_str().unwrap_or("?"),
                 f["path"].as_str().unwrap_or("?"),
                 f["since"].as_str().unwrap_or("?"),
+            ));
+        }
+        if failures.len() > FAILURES_LISTED {
+            out.push_str(&format!(
+                "  … and {} more (`tocsin status --json` lists every one)\n",
+                failures.len() - FAILURES_LISTED
             ));
         }
     }

@@ -122,10 +122,12 @@ struct Health {
 
 impl Health {
     fn supervision_status(&self) -> serde_json::Value {
-        let Ok(s) = self.station.supervisor.lock() else {
-            return serde_json::Value::Null;
+        // Every ACKed frame takes this lock: copy out and let go before sorting and
+        // rendering, which take a while when a whole station is in failure.
+        let (mut failures, paths, failed) = match self.station.supervisor.lock() {
+            Ok(s) => (s.failures(), s.paths(), s.failed()),
+            Err(_) => return serde_json::Value::Null,
         };
-        let mut failures = s.failures();
         // Longest in failure first; ties (a whole station silent in the same second) by
         // account and path, so two reads list them alike.
         failures.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
@@ -135,8 +137,8 @@ impl Health {
                 .unwrap_or_default()
         };
         serde_json::json!({
-            "paths": s.paths(),
-            "failed": s.failed(),
+            "paths": paths,
+            "failed": failed,
             "sites_in_failure": failures.iter().map(|(account, path, since)| serde_json::json!({
                 "account": account, "path": path, "since": when(*since),
             })).collect::<Vec<_>>(),

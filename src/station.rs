@@ -52,8 +52,11 @@ static REJECTION_LOG: Throttle = Throttle::new(REJECTION_LINES_PER_SECOND);
 /// 64 KB, far under the journal's 1 MiB limit on one record.
 const CHANGES_PER_RECORD: usize = 128;
 
-/// Supervision changes logged one by one per batch; the rest are counted in one line.
-const CHANGE_LINES: usize = 50;
+/// Supervision change log lines per second at most. A station-wide outage fails every
+/// site within one interval and brings them all back within minutes when it ends; every
+/// change is an event in the journal and on the bus, the log gets a sample and a count.
+const CHANGE_LINES_PER_SECOND: u64 = 50;
+static CHANGE_LOG: Throttle = Throttle::new(CHANGE_LINES_PER_SECOND);
 
 /// Microseconds since the Unix epoch of a receiver time.
 pub fn micros(t: UtcDateTime) -> i64 {
@@ -246,16 +249,17 @@ impl Station {
     /// A station whose own network fails sees every site fall silent within one interval,
     /// and after a restart during the outage in the same second: thousands of changes at
     /// once. They go into records of [`CHANGES_PER_RECORD`] events, each far under the
-    /// journal's record limit (1 MiB), all appended before the first wait; and the log gets
-    /// the first [`CHANGE_LINES`] of them one by one, then a count.
+    /// journal's record limit (1 MiB), all appended before the first wait; the log gets at
+    /// most [`CHANGE_LINES_PER_SECOND`] of them a second, and a count of the others.
     pub async fn record_changes(&self, changes: &[Change], now: UtcDateTime) {
         let receiver = self.settings.load().config.receiver.id.clone();
         let at = rfc3339(now);
+        let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let mut records = Vec::with_capacity(changes.len().div_ceil(CHANGES_PER_RECORD));
-        for (i, chunk) in changes.chunks(CHANGES_PER_RECORD).enumerate() {
+        for chunk in changes.chunks(CHANGES_PER_RECORD) {
             let events: Vec<_> = chunk.iter().map(|c| c.to_event(&receiver, now)).collect();
-            for (j, e) in events.iter().enumerate() {
-                if i * CHANGES_PER_RECORD + j < CHANGE_LINES {
+            for e in &events {
+                if let Verdict::Log { .. } = CHANGE_LOG.check(now_s) {
                     tracing::warn!(account = %e.account, code = %e.code, path = e.path.as_deref().unwrap_or("-"), "{}", e.text);
                 }
                 self.series.event(e.class, 1);
@@ -265,11 +269,11 @@ impl Station {
                 JournalRecord::internal(at.clone(), events).into_bytes(),
             ));
         }
-        if changes.len() > CHANGE_LINES {
+        let untold = CHANGE_LOG.take_suppressed();
+        if untold > 0 {
             tracing::warn!(
-                more = changes.len() - CHANGE_LINES,
-                total = changes.len(),
-                "supervision changes not logged one by one (all are journaled as events)"
+                suppressed = untold,
+                "supervision change lines suppressed (more than {CHANGE_LINES_PER_SECOND} a second); every change is journaled as an event"
             );
         }
         if records.is_empty() {

@@ -55,6 +55,12 @@ impl Throttle {
             Verdict::Drop
         }
     }
+
+    /// The lines dropped since the last report, now, for a caller that reports them at the
+    /// end of a burst instead of with the next line logged.
+    pub fn take_suppressed(&self) -> u64 {
+        self.suppressed.swap(0, Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -70,5 +76,16 @@ mod tests {
         assert_eq!(t.check(10), Verdict::Drop);
         assert_eq!(t.check(10), Verdict::Drop);
         assert_eq!(t.check(11), Verdict::Log { suppressed: 2 });
+    }
+
+    #[test]
+    fn suppressed_lines_can_be_reported_at_the_end_of_a_burst() {
+        let t = Throttle::new(1);
+        assert!(matches!(t.check(20), Verdict::Log { .. }));
+        assert_eq!(t.check(20), Verdict::Drop);
+        assert_eq!(t.check(20), Verdict::Drop);
+        assert_eq!(t.take_suppressed(), 2);
+        assert_eq!(t.take_suppressed(), 0);
+        assert_eq!(t.check(21), Verdict::Log { suppressed: 0 });
     }
 }

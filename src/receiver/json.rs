@@ -38,7 +38,7 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
     string(o.out, &e.id);
     o.str(k!("received_at"), &e.received_at);
     o.str(k!("receiver"), &e.receiver);
-    o.str(k!("transport"), e.transport.as_str());
+    o.label(k!("transport"), e.transport.as_str());
     o.opt_or_null(k!("peer"), e.peer.as_deref());
     o.str(k!("protocol"), &e.protocol);
     o.bool(k!("encrypted"), e.encrypted);
@@ -48,14 +48,16 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
     o.str(k!("account"), &e.account);
     o.opt_or_null(k!("panel_time"), e.panel_time.as_deref());
     o.str(k!("code"), &e.code);
-    o.str(k!("qualifier"), e.qualifier.as_str());
-    o.str(k!("class"), e.class.as_str());
-    o.str(k!("category"), e.category.as_str());
+    o.label(k!("qualifier"), e.qualifier.as_str());
+    o.label(k!("class"), e.class.as_str());
+    o.label(k!("category"), e.category.as_str());
     o.opt_or_null(k!("zone"), e.zone.as_deref());
     o.opt_or_null(k!("user"), e.user.as_deref());
     o.opt_or_null(k!("partition"), e.partition.as_deref());
     o.str(k!("text"), &e.text);
-    o.opt(k!("arming"), e.arming.map(|a| a.as_str()));
+    if let Some(a) = e.arming {
+        o.label(k!("arming"), a.as_str());
+    }
     o.opt(k!("data_account"), e.data_account.as_deref());
     o.list(k!("names"), &e.names);
     o.opt(k!("event_time"), e.event_time.as_deref());
@@ -136,6 +138,17 @@ impl<'o> Object<'o> {
     fn str(&mut self, key: &[u8], value: &str) {
         self.key(key);
         string(self.out, value);
+    }
+
+    /// A value from one of tocsin's closed sets (transport, qualifier, class, category,
+    /// arming): lowercase ASCII words written in the code, so nothing to escape and no scan.
+    fn label(&mut self, key: &[u8], value: &'static str) {
+        debug_assert_eq!(clean_run(value.as_bytes()), value.len(), "{value}");
+        self.key(key);
+        self.out.reserve(value.len() + 2);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
     }
 
     fn bool(&mut self, key: &[u8], value: bool) {

@@ -354,6 +354,11 @@ fn readyz_waits_for_listeners() {
         wait_status(d.http, "/readyz", 200),
         "not ready after the port was freed"
     );
+    assert_null_acked(listen);
+}
+
+/// A panel's NULL poll on `listen` gets its ACK.
+fn assert_null_acked(listen: SocketAddr) {
     let mut s = TcpStream::connect(listen).unwrap();
     s.write_all(b"\n11020013\"NULL\"0003L0#1234[]\r").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -385,16 +390,7 @@ fn http_connections_are_capped() {
         None,
         "a connection past the 128 held ones was served"
     );
-    let mut s = TcpStream::connect(listen).unwrap();
-    s.write_all(b"\n11020013\"NULL\"0003L0#1234[]\r").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reply = [0u8; 64];
-    let n = s.read(&mut reply).unwrap();
-    assert!(
-        reply[..n].windows(5).any(|w| w == b"\"ACK\""),
-        "{:?}",
-        &reply[..n]
-    );
+    assert_null_acked(listen);
     drop(held);
     assert!(
         wait_status(d.http, "/metrics", 200),

@@ -255,6 +255,7 @@ impl Station {
         let receiver = self.settings.load().config.receiver.id.clone();
         let at = rfc3339(now);
         let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let ts = micros(now);
         let mut records = Vec::with_capacity(changes.len().div_ceil(CHANGES_PER_RECORD));
         for chunk in changes.chunks(CHANGES_PER_RECORD) {
             let events: Vec<_> = chunk.iter().map(|c| c.to_event(&receiver, now)).collect();
@@ -264,10 +265,7 @@ impl Station {
                 }
                 self.series.event(e.class, 1);
             }
-            records.push((
-                micros(now),
-                JournalRecord::internal(at.clone(), events).into_bytes(),
-            ));
+            records.push((ts, JournalRecord::internal(at.clone(), events).into_bytes()));
         }
         let untold = CHANGE_LOG.take_suppressed();
         if untold > 0 {

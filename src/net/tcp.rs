@@ -243,11 +243,7 @@ impl Connection {
                         .junk_bytes
                         .with_label_values(&["tcp", reason.as_str()])
                         .inc_by(len as u64);
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
-                    if let Verdict::Log { suppressed } = JUNK_LOG.check(now) {
+                    if let Verdict::Log { suppressed } = JUNK_LOG.check_now() {
                         tracing::warn!(peer = %self.peer, bytes = len, reason = reason.as_str(), suppressed, "dropped bytes that are not a DC-09 frame");
                     }
                     junk_bytes = junk_bytes.saturating_add(len as u64);

@@ -142,10 +142,7 @@ pub async fn serve(listener: TcpListener, probe: Arc<dyn Probe>, shutdown: Cance
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             drop(stream);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if let Verdict::Log { suppressed } = REFUSED_LOG.check(now) {
+            if let Verdict::Log { suppressed } = REFUSED_LOG.check_now() {
                 tracing::warn!(
                     %peer,
                     suppressed,

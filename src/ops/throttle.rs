@@ -56,6 +56,14 @@ impl Throttle {
         }
     }
 
+    /// [`Throttle::check`] at the present second, for callers that have no time at hand.
+    pub fn check_now(&self) -> Verdict {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.check(now)
+    }
+
     /// The lines dropped since the last report, now, for a caller that reports them at the
     /// end of a burst instead of with the next line logged.
     pub fn take_suppressed(&self) -> u64 {

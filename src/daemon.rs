@@ -25,6 +25,7 @@ use crate::net::{tcp, udp};
 use crate::ops::config::{Config, ConfigError, Settings};
 use crate::ops::http::{self, Probe};
 use crate::ops::metrics::Metrics;
+use crate::ops::retention;
 use crate::ops::systemd;
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::ContentKey;
@@ -224,13 +225,17 @@ impl Probe for Health {
         let stats = self.journal.stats();
         m.journal_durable_lsn
             .set(i64::try_from(stats.durable_lsn()).unwrap_or(i64::MAX));
-        if let Ok(vfs) = rustix::fs::statvfs(self.journal.data_dir()) {
-            let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-            let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
+        if let Some(space) = self.journal.space() {
             m.journal_disk_free
-                .set(i64::try_from(free).unwrap_or(i64::MAX));
+                .set(i64::try_from(space.free).unwrap_or(i64::MAX));
             m.journal_disk_total
-                .set(i64::try_from(total).unwrap_or(i64::MAX));
+                .set(i64::try_from(space.total).unwrap_or(i64::MAX));
+            m.journal_min_free
+                .set(i64::try_from(space.min_free).unwrap_or(i64::MAX));
+            m.journal_space_low.set(i64::from(space.low));
+        }
+        if let Some(new) = stats.reopens().checked_sub(m.journal_reopens.get()) {
+            m.journal_reopens.inc_by(new);
         }
         let dir = crate::journal::segment::journal_dir(self.journal.data_dir());
         if let Ok(segments) = crate::journal::segment::list_segments(&dir) {
@@ -244,8 +249,15 @@ impl Probe for Health {
         if !self.listening.load(Ordering::Acquire) {
             return Err("listeners are not bound yet".into());
         }
-        if self.journal.stats().poisoned() {
-            return Err("journal write failed; restart needed".into());
+        let stats = self.journal.stats();
+        if stats.writer_stopped() {
+            return Err("journal writer stopped; restart needed".into());
+        }
+        if stats.poisoned() {
+            return Err("journal write failed; re-opening it".into());
+        }
+        if stats.space_low() {
+            return Err("journal out of space: frames get NAK until space returns".into());
         }
         Ok(())
     }
@@ -253,6 +265,7 @@ impl Probe for Health {
     fn status(&self) -> serde_json::Value {
         let settings = self.station.settings.load();
         let stats = self.journal.stats();
+        let space = self.journal.space();
         let bound = self.bound.lock().map(|b| b.clone()).unwrap_or_default();
         serde_json::json!({
             "receiver": settings.config.receiver.id,
@@ -264,11 +277,17 @@ impl Probe for Health {
                 "udp": bound.udp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             },
             "journal": {
-                "writable": !stats.poisoned(),
+                "writable": !stats.poisoned() && !stats.space_low() && !stats.writer_stopped(),
                 "durable_lsn": stats.durable_lsn(),
                 "records": stats.records(),
                 "bytes_written": stats.bytes(),
                 "last_fsync_ms": stats.last_fsync().as_secs_f64() * 1000.0,
+                "free_bytes": space.map(|s| s.free),
+                "total_bytes": space.map(|s| s.total),
+                "min_free_bytes": space.map(|s| s.min_free),
+                "space_low": space.is_some_and(|s| s.low),
+                "refused_records": stats.refused(),
+                "reopens": stats.reopens(),
             },
             "accounts": settings.accounts.len(),
             "supervision": self.supervision_status(),
@@ -308,6 +327,8 @@ pub async fn run(
     let mut jconfig = JournalConfig::new(&data_dir);
     jconfig.segment_size = config.journal.segment_size;
     jconfig.commit_interval = config.journal.commit_interval;
+    jconfig.min_free = config.journal.min_free;
+    jconfig.tagger = Some(crate::station::dedup_tag);
     let m = Arc::clone(&metrics);
     jconfig.observer = Some(Arc::new(move |b: &crate::journal::BatchStats| {
         m.journal_fsync.observe(b.fsync.as_secs_f64());
@@ -319,17 +340,18 @@ pub async fn run(
     let handle = journal.handle();
 
     let dedup = Dedup::with_limit(config.dedup.window, config.dedup.max_keys);
+    let dedup_keys = rebuild_dedup(&journal, &dedup, config.dedup.window, config.dedup.max_keys);
     let now_s = unix_now();
     let mut supervisor = Supervisor::new(now_s);
     configure_supervision(&mut supervisor, &settings, now_s);
     let snapshot_path = data_dir.join("supervision.json");
     let snapshot = crate::receiver::supervision_state::load(&snapshot_path);
-    let rebuilt = rebuild_from_journal(&handle, &dedup, config.dedup.window, snapshot);
+    let rebuilt = rebuild_from_journal(&handle, snapshot);
     for f in &rebuilt.failed {
         supervisor.restore_failed(&f.account, &f.path, f.since, f.all);
     }
     tracing::info!(
-        keys = rebuilt.keys,
+        keys = dedup_keys,
         window_s = config.dedup.window.as_secs(),
         supervised_paths = supervisor.paths(),
         in_failure = supervisor.failed(),
@@ -506,43 +528,19 @@ pub async fn run(
         }));
     }
 
-    // Retention: whole segments, never past what a sink has not written yet.
-    let retention_stop = shutdown.child_token();
-    let retention_policy = RetentionPolicy {
-        max_bytes: Some(config.journal.max_bytes),
-        max_age_micros: i64::try_from(config.journal.max_age.as_micros()).ok(),
-        allow_unpublished_deletion: config.journal.allow_unpublished_deletion,
-    };
-    let retention_dir = data_dir.clone();
-    let retention = tokio::spawn(async move {
-        let mut r = match crate::journal::Retention::new(&retention_dir) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "retention disabled");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = retention_stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            }
-            match r.run(&retention_policy, micros(time::UtcDateTime::now())) {
-                Ok(rep) if !rep.deleted.is_empty() => tracing::info!(
-                    segments = rep.deleted.len(),
-                    bytes = rep.deleted_bytes,
-                    unpublished = rep.unpublished_records_deleted,
-                    "journal retention"
-                ),
-                Ok(rep) => {
-                    if let Some(lsn) = rep.held_by_cursor {
-                        tracing::warn!(held_at_lsn = lsn, "journal over its limits but records are not yet forwarded; keeping them");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "journal retention failed"),
-            }
-        }
-    });
+    // Retention: whole segments, never past what a sink has not written yet; every minute,
+    // and at once (at most every second) when the writer is refused a segment for space.
+    let retention = tokio::spawn(retention::run(
+        handle.clone(),
+        RetentionPolicy {
+            max_bytes: Some(config.journal.max_bytes),
+            max_age_micros: i64::try_from(config.journal.max_age.as_micros()).ok(),
+            allow_unpublished_deletion: config.journal.allow_unpublished_deletion,
+            min_free: Some(config.journal.min_free),
+            room_for: config.journal.segment_size,
+        },
+        shutdown.child_token(),
+    ));
 
     // Supervision: one timer for every supervised path; the state snapshot is written
     // every 10 s and at shutdown.
@@ -648,7 +646,9 @@ pub async fn run(
                 systemd::ready("reloaded");
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                if health.ready().is_ok() {
+                // Alive, not ready: a full disk or a failed sync is cured in-process (a
+                // restart cures neither), so only a writer gone for good stops the pings.
+                if !health.journal.stats().writer_stopped() {
                     systemd::watchdog();
                 }
             }
@@ -704,36 +704,50 @@ fn configure_supervision(supervisor: &mut Supervisor, settings: &Settings, now: 
 }
 
 struct Rebuilt {
-    keys: usize,
     failed: Vec<crate::receiver::supervision_state::FailedPath>,
 }
 
-/// What the start-up scan reads of a record: its kind and content key, nothing else.
-#[derive(serde::Deserialize)]
-struct RecordHead<'a> {
-    kind: crate::receiver::record::RecordKind,
-    #[serde(borrow, default)]
-    key: Option<&'a str>,
-}
-
-/// Re-enters the content keys acknowledged within the dedup window (a panel retrying
-/// across a restart still gets a duplicate ACK and no second event), and brings the
-/// supervision snapshot up to date with the supervision events journaled after it.
-fn rebuild_from_journal(
-    journal: &JournalHandle,
-    dedup: &Dedup,
-    window: Duration,
-    snapshot: crate::receiver::supervision_state::Snapshot,
-) -> Rebuilt {
+/// Re-enters the content keys acknowledged within the dedup window, so that a panel
+/// retrying across a restart still gets a duplicate ACK and no second event. The keys come
+/// from the journal's segment summaries and the active segment's tags found at open: 24
+/// bytes a record of the window, never the records themselves, and only the newest
+/// `max_keys` of them are entered (the window holds no more). Returns how many.
+fn rebuild_dedup(journal: &Journal, dedup: &Dedup, window: Duration, max_keys: usize) -> usize {
     let now = micros(time::UtcDateTime::now());
     let since = now.saturating_sub(i64::try_from(window.as_micros()).unwrap_or(i64::MAX));
+    let tags = match journal.tags_since(since) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the journal's summaries; dedup window starts empty");
+            return 0;
+        }
+    };
+    let newest = tags
+        .get(tags.len().saturating_sub(max_keys)..)
+        .unwrap_or_default();
+    for &(ts, key) in newest {
+        dedup.insert(ContentKey(key), ts);
+    }
+    newest.len()
+}
+
+/// What the start-up scan reads of a record: its kind, nothing else.
+#[derive(serde::Deserialize)]
+struct RecordHead {
+    kind: crate::receiver::record::RecordKind,
+}
+
+/// Brings the supervision snapshot up to date with the supervision events journaled after
+/// it.
+fn rebuild_from_journal(
+    journal: &JournalHandle,
+    snapshot: crate::receiver::supervision_state::Snapshot,
+) -> Rebuilt {
     let mut state = snapshot;
     let mut reader = journal.reader();
-    let mut keys = 0;
-    if let Err(e) = reader.seek_time(since.min(state.taken_micros)) {
-        tracing::warn!(error = %e, "cannot read the journal tail; dedup window starts empty");
+    if let Err(e) = reader.seek_time(state.taken_micros) {
+        tracing::warn!(error = %e, "cannot read the journal tail; supervision state from its snapshot only");
         return Rebuilt {
-            keys,
             failed: state.failed,
         };
     }
@@ -741,15 +755,9 @@ fn rebuild_from_journal(
         match reader.next_record() {
             Ok(Some(rec)) => {
                 let json = crate::receiver::record::json_of(&rec.payload).unwrap_or_default();
-                let Ok(head) = serde_json::from_slice::<RecordHead<'_>>(json) else {
+                let Ok(head) = serde_json::from_slice::<RecordHead>(json) else {
                     continue;
                 };
-                if rec.ts_micros >= since {
-                    if let Some(k) = head.key.and_then(ContentKey::from_hex) {
-                        dedup.insert(k, rec.ts_micros);
-                        keys += 1;
-                    }
-                }
                 if head.kind == crate::receiver::record::RecordKind::Internal
                     && rec.ts_micros >= state.taken_micros
                 {
@@ -766,7 +774,6 @@ fn rebuild_from_journal(
         }
     }
     Rebuilt {
-        keys,
         failed: state.failed,
     }
 }

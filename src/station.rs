@@ -44,9 +44,14 @@ pub struct Station {
     pub series: FrameSeries,
 }
 
-/// Rejection log lines per second at most: a flood is counted in metrics, not written out.
-const REJECTION_LINES_PER_SECOND: u64 = 20;
-static REJECTION_LOG: Throttle = Throttle::new(REJECTION_LINES_PER_SECOND);
+/// Rejection log lines a minute at most: a misconfigured panel shows in the log, a flood
+/// is counted in metrics (`tocsin_frames_total`), not written out.
+const REJECTION_LINES_PER_MINUTE: u64 = 20;
+static REJECTION_LOG: Throttle = Throttle::per_minute(REJECTION_LINES_PER_MINUTE);
+
+/// Lines about frames the journal refused (a full disk refuses every frame): the first
+/// ones say why, the rest are counted in `tocsin_journal_refused_total`.
+static JOURNAL_ERROR_LOG: Throttle = Throttle::per_minute(10);
 
 /// Supervision events per journal record: about 500 bytes each, so a record stays near
 /// 64 KB, far under the journal's 1 MiB limit on one record.
@@ -57,6 +62,24 @@ const CHANGES_PER_RECORD: usize = 128;
 /// change is an event in the journal and on the bus, the log gets a sample and a count.
 const CHANGE_LINES_PER_SECOND: u64 = 50;
 static CHANGE_LOG: Throttle = Throttle::new(CHANGE_LINES_PER_SECOND);
+
+/// The journal tag of a receiver record (see [`crate::journal::Tagger`]): its content
+/// key, present on every acknowledged new frame. The segment summaries keep it, so the
+/// dedup window is rebuilt after a restart from 24 bytes a record instead of every record.
+///
+/// Called by the journal writer for every record it writes: a search for the key's field,
+/// not a parse. `"key":"` cannot occur inside a JSON string (its quotes would be escaped),
+/// and the record's own `key` is its only field of that name.
+pub fn dedup_tag(payload: &[u8]) -> Option<u128> {
+    const FIELD: &[u8] = b",\"key\":\"";
+    let json = crate::receiver::record::json_of(payload).ok()?;
+    let at = memchr::memmem::find(json, FIELD)? + FIELD.len();
+    let hex = json.get(at..at + 32)?;
+    if json.get(at + 32) != Some(&b'"') {
+        return None;
+    }
+    u128::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
 
 /// Microseconds since the Unix epoch of a receiver time.
 pub fn micros(t: UtcDateTime) -> i64 {
@@ -158,16 +181,23 @@ impl Station {
                         Some(ack)
                     }
                     Err(e) => {
-                        tracing::error!(
-                            peer = peer_text.as_deref().unwrap_or("-"),
-                            account = d.summary.account.as_deref().unwrap_or("-"),
-                            error = %e,
-                            "journal could not make the frame durable: NAK instead of ACK"
-                        );
                         self.metrics
                             .journal_errors
                             .with_label_values(&["nak"])
                             .inc();
+                        self.metrics
+                            .journal_refused
+                            .with_label_values(&[e.label()])
+                            .inc();
+                        if let Verdict::Log { suppressed } = JOURNAL_ERROR_LOG.check_now() {
+                            tracing::error!(
+                                peer = peer_text.as_deref().unwrap_or("-"),
+                                account = d.summary.account.as_deref().unwrap_or("-"),
+                                error = %e,
+                                suppressed,
+                                "journal could not make the frame durable: NAK instead of ACK"
+                            );
+                        }
                         d.outcome = Outcome::Nak(NakReason::Journal);
                         let mut nak = Vec::with_capacity(48);
                         let form = d.summary.crc_form.unwrap_or(CrcForm::Ascii);
@@ -204,15 +234,13 @@ impl Station {
                 replied_at = None;
             }
         }
-        let verdict = if acked {
+        // A frame the journal refused was logged above, with the reason.
+        let verdict = if acked || d.outcome == Outcome::Nak(NakReason::Journal) {
             Verdict::Drop
         } else {
-            REJECTION_LOG.check(now_s)
+            REJECTION_LOG.check_now()
         };
         if let Verdict::Log { suppressed } = verdict {
-            if suppressed > 0 {
-                tracing::warn!(suppressed, "rejection lines suppressed (more than {REJECTION_LINES_PER_SECOND} a second); counts are in tocsin_frames_total");
-            }
             tracing::warn!(
                 peer = peer_text.as_deref().unwrap_or("-"),
                 transport = transport.as_str(),
@@ -221,7 +249,8 @@ impl Station {
                 reply = d.outcome.reply_label(),
                 reason = d.outcome.reason_label(),
                 detail = d.detail.as_deref().unwrap_or(""),
-                "frame rejected"
+                suppressed,
+                "frame rejected (at most {REJECTION_LINES_PER_MINUTE} such lines a minute; all are counted in tocsin_frames_total)"
             );
         }
         let took = replied_at
@@ -236,7 +265,9 @@ impl Station {
     /// Journals a record nobody waits for (the audit of a frame answered at once).
     async fn audit(&self, now_us: i64, payload: Vec<u8>) {
         if let Err(e) = self.journal.append_nowait(now_us, payload).await {
-            tracing::error!(error = %e, "journal refused an audit record");
+            if let Verdict::Log { suppressed } = JOURNAL_ERROR_LOG.check_now() {
+                tracing::error!(error = %e, suppressed, "journal refused an audit record");
+            }
             self.metrics
                 .journal_errors
                 .with_label_values(&["audit_lost"])
@@ -284,5 +315,64 @@ impl Station {
                 .with_label_values(&["audit_lost"])
                 .inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::event::ContentKey;
+
+    fn record(key: Option<u128>, events: usize) -> JournalRecord {
+        let now = UtcDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let event = crate::receiver::event::Event::internal(
+            ContentKey(9).event_id(0),
+            now,
+            "rx",
+            "1234",
+            "BA",
+            (
+                crate::protocol::codes::Qualifier::New,
+                crate::protocol::codes::EventClass::Alarm,
+                crate::protocol::codes::Category::Burglary,
+            ),
+            "text with \",\"key\":\" inside".to_string(),
+        );
+        JournalRecord {
+            kind: RecordKind::Frame,
+            at: rfc3339(now),
+            transport: Some("tcp".into()),
+            peer: None,
+            raw: Some("\\n...\"key\":\"\\r".into()),
+            reply: None,
+            outcome: Some("ack".into()),
+            reason: Some("new".into()),
+            account: Some("1234".into()),
+            key: key.map(|k| ContentKey(k).to_hex()),
+            events: vec![event; events],
+        }
+    }
+
+    #[test]
+    fn the_dedup_tag_is_the_records_content_key() {
+        for k in [
+            0u128,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            for events in [0, 1, 3] {
+                let payload = record(Some(k), events).into_bytes();
+                assert_eq!(dedup_tag(&payload), Some(k), "key {k:x}, {events} events");
+                let back = JournalRecord::from_bytes(&payload).unwrap();
+                assert_eq!(
+                    back.key.as_deref().and_then(ContentKey::from_hex),
+                    Some(ContentKey(k))
+                );
+            }
+        }
+        assert_eq!(dedup_tag(&record(None, 2).into_bytes()), None);
+        assert_eq!(dedup_tag(b""), None);
+        assert_eq!(dedup_tag(b"{\"kind\":\"frame\",\"key\":\"12\"}"), None);
     }
 }

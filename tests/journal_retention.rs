@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tocsin::journal::segment::{journal_dir, list_segments};
 use tocsin::journal::{
-    CursorStore, Journal, JournalConfig, JournalReader, Retention, RetentionPolicy,
+    CursorStore, Journal, JournalConfig, JournalReader, MinFree, Retention, RetentionPolicy,
     MIN_SEGMENT_SIZE,
 };
 
@@ -37,6 +37,8 @@ const EVERYTHING: RetentionPolicy = RetentionPolicy {
     max_bytes: Some(0),
     max_age_micros: Some(0),
     allow_unpublished_deletion: false,
+    min_free: None,
+    room_for: 0,
 };
 
 #[tokio::test]
@@ -158,5 +160,47 @@ async fn age_is_the_newest_record_of_a_segment_wherever_it_is() {
     // Once record 20 is old too, the old segments go.
     let rep = ret.run(&by_age, 10_300_000_000).unwrap();
     assert!(!rep.deleted.is_empty(), "{rep:?}");
+    j.close().await.unwrap();
+}
+
+/// Short of free space, retention deletes what every sink has taken, under no size or age
+/// limit, and stops at the first segment some sink still needs; the segments' summaries go
+/// with them.
+#[tokio::test]
+async fn short_of_space_it_deletes_what_every_cursor_has_passed() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let j = journal_with(tmp.path(), 300).await;
+    let cursors = CursorStore::open(tmp.path()).unwrap();
+    cursors.store_cursor("nats", 250).unwrap();
+    cursors.store_cursor("file", 120).unwrap();
+    let mut ret = Retention::new(tmp.path()).unwrap();
+    let roomy = RetentionPolicy {
+        min_free: Some(MinFree::Bytes(0)),
+        room_for: MIN_SEGMENT_SIZE,
+        ..RetentionPolicy::default()
+    };
+    let rep = ret.run(&roomy, 0).unwrap();
+    assert!(rep.deleted.is_empty() && rep.space_short == 0, "{rep:?}");
+
+    // No file system has this much free: the pass is as short of space as can be.
+    let short = RetentionPolicy {
+        min_free: Some(MinFree::Bytes(u64::MAX / 4)),
+        ..roomy
+    };
+    let rep = ret.run(&short, 0).unwrap();
+    assert!(!rep.deleted.is_empty(), "{rep:?}");
+    assert_eq!(rep.deleted_for_space, rep.deleted.len());
+    assert!(rep.deleted.iter().all(|d| d.last_lsn < 120), "{rep:?}");
+    assert_eq!(rep.held_by_cursor, Some(120));
+    assert!(rep.space_short > 0);
+    assert!(first_readable(tmp.path()) <= 120);
+    for d in &rep.deleted {
+        assert!(!d.path.with_extension("sum").exists(), "{d:?}");
+    }
+    // Once the slower sink has caught up, the rest of what both have taken goes.
+    cursors.store_cursor("file", 300).unwrap();
+    let rep = ret.run(&short, 0).unwrap();
+    assert!(rep.deleted.iter().all(|d| d.last_lsn < 250), "{rep:?}");
+    assert_eq!(rep.held_by_cursor, Some(250));
     j.close().await.unwrap();
 }

@@ -157,16 +157,36 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
         .and_then(|m| samples(m, "tocsin_journal_size_bytes").first().map(|s| s.1))
         .map(bytes_text)
         .unwrap_or_else(|| "size unknown".into());
+    let journal = &status["journal"];
     out.push_str(&format!(
         "journal     {}, {}, durable LSN {}\n",
-        if writable {
-            "writable"
-        } else {
-            "NOT WRITABLE (restart needed)"
-        },
+        if writable { "writable" } else { "NOT WRITABLE" },
         size,
-        status["journal"]["durable_lsn"].as_u64().unwrap_or(0),
+        journal["durable_lsn"].as_u64().unwrap_or(0),
     ));
+    if let (Some(free), Some(keep)) = (
+        journal["free_bytes"].as_f64(),
+        journal["min_free_bytes"].as_f64(),
+    ) {
+        if journal["space_low"].as_bool().unwrap_or(false) {
+            out.push_str(&format!(
+                "            OUT OF SPACE: {} free, {} to be kept free ([journal] min_free): frames get NAK once the active segment is full\n",
+                bytes_text(free),
+                bytes_text(keep)
+            ));
+        } else {
+            out.push_str(&format!(
+                "            {} free on its disk, {} kept free\n",
+                bytes_text(free),
+                bytes_text(keep)
+            ));
+        }
+    }
+    if let Some(n) = journal["reopens"].as_u64().filter(|&n| n > 0) {
+        out.push_str(&format!(
+            "            re-opened {n} times after a failed write or sync (see the log)\n"
+        ));
+    }
     if let Some(m) = metrics {
         let connected = samples(m, "tocsin_forward_connected");
         let backlog = samples(m, "tocsin_forward_backlog_records");

@@ -12,7 +12,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{CursorStore, JournalHandle, Record};
+use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::record::JournalRecord;
+
+static SKIPPED_LOG: Throttle = Throttle::per_minute(5);
 
 /// How often the cursor is made durable.
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
@@ -94,10 +97,13 @@ async fn write_record(
     out: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<u64, std::io::Error> {
     let Ok(record) = JournalRecord::from_bytes(&rec.payload) else {
-        tracing::warn!(
-            lsn = rec.lsn,
-            "journal record is not a receiver record; skipped"
-        );
+        if let Verdict::Log { suppressed } = SKIPPED_LOG.check_now() {
+            tracing::warn!(
+                lsn = rec.lsn,
+                suppressed,
+                "journal record is not a receiver record; skipped"
+            );
+        }
         return Ok(0);
     };
     let mut n = 0;

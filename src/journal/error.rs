@@ -33,11 +33,35 @@ pub enum JournalError {
         source: Arc<io::Error>,
     },
 
-    /// An earlier write or fsync failed, so the writer refuses everything until restart: after a
-    /// failed fsync the kernel may have dropped dirty pages, and nothing written since can be
-    /// trusted to be on disk.
-    #[error("journal writer is poisoned since an earlier failure: {cause}")]
+    /// An earlier write or fsync failed, and the journal has not been re-opened since: after a
+    /// failed fsync the kernel may have dropped dirty pages, so nothing written since the last
+    /// good sync can be trusted to be on disk. The writer re-opens and re-verifies the journal
+    /// by itself (see the module doc); until it succeeds, every append gets this.
+    #[error("journal writer failed and is not re-opened yet: {cause}")]
     Poisoned { cause: Arc<str> },
+
+    /// The file system is full (ENOSPC) or the writer's quota is used up (EDQUOT) while
+    /// allocating or writing. Nothing of the refused requests reached the file and the
+    /// journal is consistent: appends succeed again once space returns.
+    #[error("journal disk full during {op} on {path}: {source}")]
+    DiskFull {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// A new segment would leave less free space than `[journal] min_free`: refused before
+    /// anything was written, as [`JournalError::DiskFull`], but early.
+    #[error(
+        "journal refuses a new segment of {needed} bytes: {free} bytes free, {min_free} bytes \
+         to be kept free"
+    )]
+    BelowMinFree {
+        needed: u64,
+        free: u64,
+        min_free: u64,
+    },
 
     /// The writer thread went away before confirming this request (it panicked, or the journal
     /// was closed with the request in flight). The request must be treated as not durable.
@@ -94,6 +118,45 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// An I/O failure, told apart: running out of space is [`JournalError::DiskFull`].
+    pub(crate) fn io_or_full(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: io::Error,
+    ) -> Self {
+        if super::space::is_out_of_space(&source) {
+            JournalError::DiskFull {
+                op,
+                path: path.into(),
+                source: Arc::new(source),
+            }
+        } else {
+            JournalError::io(op, path, source)
+        }
+    }
+
+    /// Whether the refusal ends by itself once space returns (nothing was written).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(
+            self,
+            JournalError::DiskFull { .. } | JournalError::BelowMinFree { .. }
+        )
+    }
+
+    /// A short, closed label of the cause, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            JournalError::DiskFull { .. } => "disk_full",
+            JournalError::BelowMinFree { .. } => "min_free",
+            JournalError::Io { .. }
+            | JournalError::Poisoned { .. }
+            | JournalError::WriterGone
+            | JournalError::Corrupt { .. } => "failed",
+            JournalError::Closed => "closed",
+            _ => "refused",
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         JournalError::Io {
             op,

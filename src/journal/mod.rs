@@ -125,27 +125,36 @@
 
 mod cursor;
 mod error;
+pub mod faults;
+mod handle;
 mod reader;
 pub mod record;
 pub mod recovery;
 mod retention;
+mod room;
 pub mod segment;
+pub mod space;
 mod stats;
+pub mod summary;
 mod sync;
 mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use cursor::CursorStore;
 pub use error::{JournalError, Result};
+pub use faults::Faults;
+pub use handle::{Journal, JournalHandle, SpaceStatus};
 pub use reader::{JournalReader, Record};
 pub use record::MAX_RECORD_LEN;
 pub use recovery::{Corruption, OpenReport, TornTail};
 pub use retention::{DeletedSegment, Retention, RetentionPolicy, RetentionReport};
+pub use space::MinFree;
 pub use stats::{BatchObserver, BatchStats, JournalStats};
-pub use writer::{Journal, JournalHandle};
+pub use summary::{Tag, Tagger};
 
 /// Log sequence number: 1 for the first record ever written, then +1 per record.
 pub type Lsn = u64;
@@ -181,14 +190,19 @@ pub struct JournalConfig {
     pub commit_interval_after: usize,
     /// Called after each successful group commit (metrics).
     pub observer: Option<BatchObserver>,
-    /// Fault injection: the fsync after this many successful ones fails.
-    #[cfg(test)]
-    pub(crate) fail_sync_after: Option<u64>,
+    /// Free space a new segment must leave on the file system (2 % by default).
+    pub min_free: MinFree,
+    /// Derives each record's tag, kept in the segment summaries (see [`summary`]).
+    pub tagger: Option<Tagger>,
+    /// Fault injection for tests ([`faults`]); never set in production.
+    #[doc(hidden)]
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl JournalConfig {
     /// Defaults: 64 MiB segments, 4096 queued requests, 8 MiB batches, no commit interval
-    /// (and, when one is set, it applies after commits of 16 records or more).
+    /// (and, when one is set, it applies after commits of 16 records or more), 2 % of the
+    /// file system kept free, no tags.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         JournalConfig {
             data_dir: data_dir.as_ref().to_path_buf(),
@@ -198,8 +212,9 @@ impl JournalConfig {
             commit_interval: Duration::ZERO,
             commit_interval_after: 16,
             observer: None,
-            #[cfg(test)]
-            fail_sync_after: None,
+            min_free: MinFree::default(),
+            tagger: None,
+            faults: None,
         }
     }
 }
@@ -214,6 +229,9 @@ impl fmt::Debug for JournalConfig {
             .field("commit_interval", &self.commit_interval)
             .field("commit_interval_after", &self.commit_interval_after)
             .field("observer", &self.observer.is_some())
+            .field("min_free", &self.min_free)
+            .field("tagger", &self.tagger.is_some())
+            .field("faults", &self.faults.is_some())
             .finish()
     }
 }

@@ -15,13 +15,18 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use super::error::{JournalError, Result};
 use super::record::{self, Invalid, RECORD_HEADER_LEN};
 use super::segment::{self, SegmentEntry, SEGMENT_HEADER_LEN};
+use super::stats::JournalStats;
 use super::Lsn;
+use crate::ops::throttle::{Throttle, Verdict};
+
+static DAMAGE_LOG: Throttle = Throttle::per_minute(5);
 
 /// How much is read at once; most records are a few hundred bytes.
 const READ_CHUNK: usize = 256 * 1024;
@@ -180,6 +185,9 @@ enum Resync {
 pub struct JournalReader {
     dir: PathBuf,
     durable: Option<watch::Receiver<Lsn>>,
+    /// A live reader's view of the writer's re-opens: after one, what lay past the durable
+    /// end (and may sit in this reader's buffer) was discarded and is written anew.
+    writer: Option<(Arc<JournalStats>, u64)>,
     seg: Option<SegmentFile>,
     /// LSN expected at the current position of `seg`.
     expect: Lsn,
@@ -197,14 +205,22 @@ impl JournalReader {
         Ok(Self::new(dir, None))
     }
 
-    pub(crate) fn live(data_dir: &Path, durable: watch::Receiver<Lsn>) -> Self {
-        Self::new(segment::journal_dir(data_dir), Some(durable))
+    pub(crate) fn live(
+        data_dir: &Path,
+        durable: watch::Receiver<Lsn>,
+        stats: Arc<JournalStats>,
+    ) -> Self {
+        let mut r = Self::new(segment::journal_dir(data_dir), Some(durable));
+        let seen = stats.reopens();
+        r.writer = Some((stats, seen));
+        r
     }
 
     fn new(dir: PathBuf, durable: Option<watch::Receiver<Lsn>>) -> Self {
         JournalReader {
             dir,
             durable,
+            writer: None,
             seg: None,
             expect: 1,
             target: 1,
@@ -258,6 +274,17 @@ impl JournalReader {
             if let Some(d) = self.durable_lsn() {
                 if self.expect > d {
                     return Ok(None);
+                }
+            }
+            // After the durable LSN was read: a re-open happens before the writes a newer
+            // durable LSN covers, so this sees it whenever those could be read.
+            if let Some((stats, seen)) = self.writer.as_mut() {
+                let now = stats.reopens();
+                if now != *seen {
+                    *seen = now;
+                    // Read the segment again from the file: the bytes past the durable end
+                    // that this reader may hold were replaced.
+                    self.seg = None;
                 }
             }
             let Some(seg) = self.seg.as_mut() else {
@@ -379,7 +406,9 @@ impl JournalReader {
             expected_lsn: self.expect,
             resumes_at,
         };
-        tracing::error!(%err, "journal reader skipped damaged records");
+        if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+            tracing::error!(%err, suppressed, "journal reader skipped damaged records");
+        }
         match resumes_at {
             Some(lsn) => self.expect = lsn,
             // Nothing to resume at: stay here, so that the error repeats rather than being

@@ -6,10 +6,13 @@
 //! periodically, passing `now`; the journal reads no clock.
 //!
 //! A segment is deleted when the journal is over `max_bytes`, or when its newest record is
-//! older than `max_age`, **and** no registered cursor still needs it: a segment holding any LSN
-//! ≥ the smallest cursor is kept, whatever its size or age, unless
-//! `allow_unpublished_deletion` is set, in which case the records lost to consumers are counted
-//! and logged as a warning.
+//! older than `max_age`, or when the file system has less free than `min_free` plus room for
+//! one more segment (the writer is refusing, or about to refuse, a new segment), **and** no
+//! registered cursor still needs it: a segment holding any LSN ≥ the smallest cursor is kept,
+//! whatever its size or age, unless `allow_unpublished_deletion` is set, in which case the
+//! records lost to consumers are counted and logged as a warning. Every consumer (the bus,
+//! the JSON-lines file, any later one) registers its cursor in the same store, so under
+//! space pressure what goes first is what every one of them has already taken.
 
 use std::collections::HashMap;
 use std::fs;
@@ -19,10 +22,15 @@ use super::cursor::CursorStore;
 use super::error::{JournalError, Result};
 use super::recovery::scan_segment;
 use super::segment::{self, SegmentEntry};
+use super::space::{self, MinFree};
+use super::summary;
 use super::Lsn;
+use crate::ops::throttle::{Throttle, Verdict};
+
+static UNPUBLISHED_LOG: Throttle = Throttle::per_minute(5);
 
 /// Limits; `None` disables a limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RetentionPolicy {
     /// Total size of all segment files (allocated size) to stay under.
     pub max_bytes: Option<u64>,
@@ -30,6 +38,11 @@ pub struct RetentionPolicy {
     pub max_age_micros: Option<i64>,
     /// Delete segments consumers still need when over the limits (a full disk is worse).
     pub allow_unpublished_deletion: bool,
+    /// Free space to keep on the file system, as the writer keeps it
+    /// ([`JournalConfig::min_free`](super::JournalConfig::min_free)).
+    pub min_free: Option<MinFree>,
+    /// Room wanted beyond `min_free`: one segment, so that the next rotation is accepted.
+    pub room_for: u64,
 }
 
 /// One deleted segment.
@@ -53,6 +66,10 @@ pub struct RetentionReport {
     pub unpublished_records_deleted: u64,
     /// Set when a limit was exceeded but a cursor stopped the deletion at this LSN.
     pub held_by_cursor: Option<Lsn>,
+    /// Segments deleted only because free space was short.
+    pub deleted_for_space: usize,
+    /// Bytes still missing for `min_free` plus one segment after the pass (0: enough).
+    pub space_short: u64,
 }
 
 /// Retention state for one journal directory: caches the newest timestamp of sealed segments,
@@ -77,13 +94,17 @@ impl Retention {
         if let Some(ts) = self.max_ts.get(&seg.first_lsn) {
             return Ok(*ts);
         }
-        let ts = match super::reader::newest_ts(seg)? {
-            Some(ts) => ts,
-            None => {
-                let bytes = fs::read(&seg.path)
-                    .map_err(|e| JournalError::io("read segment", &seg.path, e))?;
-                scan_segment(&bytes, seg.first_lsn).max_ts
-            }
+        let from_summary = summary::load_header(&seg.path, seg.first_lsn, seg.len);
+        let ts = match from_summary {
+            Some((s, _)) => s.max_ts,
+            None => match super::reader::newest_ts(seg)? {
+                Some(ts) => ts,
+                None => {
+                    let bytes = fs::read(&seg.path)
+                        .map_err(|e| JournalError::io("read segment", &seg.path, e))?;
+                    scan_segment(&bytes, seg.first_lsn).max_ts
+                }
+            },
         };
         self.max_ts.insert(seg.first_lsn, ts);
         Ok(ts)
@@ -95,6 +116,13 @@ impl Retention {
         let min_cursor = self.cursors.min_cursor()?;
         let mut total: u64 = segs.iter().map(|s| s.len).sum();
         let mut report = RetentionReport::default();
+        let mut short = match (policy.min_free, space::space(&self.dir)) {
+            (Some(min_free), Ok(s)) => min_free
+                .bytes(s.total)
+                .saturating_add(policy.room_for)
+                .saturating_sub(s.free),
+            _ => 0,
+        };
         // Pairs (segment, next segment): the last one, the active segment, is never a candidate.
         for (seg, next) in segs.iter().zip(segs.iter().skip(1)) {
             let last_lsn = next.first_lsn.saturating_sub(1);
@@ -108,7 +136,7 @@ impl Retention {
                 },
                 None => false,
             };
-            if !over_size && !too_old {
+            if !over_size && !too_old && short == 0 {
                 // Only a prefix is deleted, so the journal never has holes.
                 break;
             }
@@ -122,7 +150,14 @@ impl Retention {
             }
             fs::remove_file(&seg.path)
                 .map_err(|e| JournalError::io("delete segment", &seg.path, e))?;
+            // Its summary goes after it: a summary without a segment is removed at open.
+            summary::remove(&seg.path)
+                .map_err(|e| JournalError::io("delete summary", &seg.path, e))?;
             self.max_ts.remove(&seg.first_lsn);
+            if !over_size && !too_old {
+                report.deleted_for_space += 1;
+            }
+            short = short.saturating_sub(seg.len);
             total -= seg.len;
             report.deleted_bytes += seg.len;
             report.deleted.push(DeletedSegment {
@@ -136,11 +171,15 @@ impl Retention {
             segment::sync_dir(&self.dir)?;
         }
         report.remaining_bytes = total;
+        report.space_short = short;
         if report.unpublished_records_deleted > 0 {
-            tracing::warn!(
-                records = report.unpublished_records_deleted,
-                "journal retention deleted records that a cursor had not consumed"
-            );
+            if let Verdict::Log { suppressed } = UNPUBLISHED_LOG.check_now() {
+                tracing::warn!(
+                    records = report.unpublished_records_deleted,
+                    suppressed,
+                    "journal retention deleted records that a cursor had not consumed"
+                );
+            }
         }
         Ok(report)
     }

@@ -3,7 +3,8 @@
 //! A segment is born complete or not at all: it is created under a temporary name, preallocated,
 //! given its header, synced, and only then renamed into place (and the directory synced). So any
 //! `*.seg` file has a valid header, and a crash during creation leaves only a `*.tmp` that the
-//! next open removes.
+//! next open removes. The two steps are apart ([`prepare_segment`], [`install`]) so that the
+//! writer can make sure of the space a batch needs before it writes any of the batch.
 //!
 //! ```text
 //! offset  size  field
@@ -161,29 +162,78 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| JournalError::io("fsync dir", dir, e))
 }
 
-/// Creates, preallocates and installs the segment whose first record is `first_lsn`.
-/// Returns the open file (read + write) and its path.
-pub fn create_segment(dir: &Path, first_lsn: Lsn, size: u64) -> Result<(File, PathBuf)> {
+/// A segment created and preallocated under its temporary name, not yet in place: the
+/// writer makes the room a batch needs before writing any of it, and installs the segment
+/// only once the segment before it is sealed.
+#[derive(Debug)]
+pub struct Spare {
+    file: File,
+    tmp: PathBuf,
+    pub first_lsn: Lsn,
+    pub size: u64,
+}
+
+impl Spare {
+    /// Gives the space back (the batch that needed it was refused further on).
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Creates `<first_lsn>.seg.tmp`, preallocates `size` bytes, writes the header and syncs.
+/// Out of space, the temporary file is removed again and the error is
+/// [`JournalError::DiskFull`].
+pub fn prepare_segment(dir: &Path, first_lsn: Lsn, size: u64) -> Result<Spare> {
     let name = segment_file_name(first_lsn);
     let tmp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let path = dir.join(&name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
-        .map_err(|e| JournalError::io("create segment", &tmp, e))?;
-    preallocate(&file, size).map_err(|e| JournalError::io("fallocate", &tmp, e))?;
-    std::os::unix::fs::FileExt::write_all_at(&file, &encode_header(first_lsn), 0)
-        .map_err(|e| JournalError::io("write segment header", &tmp, e))?;
-    // sync_all, not sync_data: the size and allocation are metadata and must be durable before
-    // any record's fdatasync relies on them.
-    file.sync_all()
-        .map_err(|e| JournalError::io("fsync new segment", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| JournalError::io("rename segment", &path, e))?;
+        .map_err(|e| JournalError::io_or_full("create segment", &tmp, e))?;
+    let prepared = preallocate(&file, size)
+        .map_err(|e| JournalError::io_or_full("fallocate", &tmp, e))
+        .and_then(|()| {
+            std::os::unix::fs::FileExt::write_all_at(&file, &encode_header(first_lsn), 0)
+                .map_err(|e| JournalError::io_or_full("write segment header", &tmp, e))
+        })
+        .and_then(|()| {
+            // sync_all, not sync_data: the size and allocation are metadata and must be
+            // durable before any record's fdatasync relies on them.
+            file.sync_all()
+                .map_err(|e| JournalError::io_or_full("fsync new segment", &tmp, e))
+        });
+    match prepared {
+        Ok(()) => Ok(Spare {
+            file,
+            tmp,
+            first_lsn,
+            size,
+        }),
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Renames a prepared segment into place and syncs the directory. Returns the open file
+/// (read + write) and its path.
+pub fn install(dir: &Path, spare: Spare) -> Result<(File, PathBuf)> {
+    let path = dir.join(segment_file_name(spare.first_lsn));
+    fs::rename(&spare.tmp, &path).map_err(|e| JournalError::io("rename segment", &path, e))?;
     sync_dir(dir)?;
-    Ok((file, path))
+    Ok((spare.file, path))
+}
+
+/// Creates, preallocates and installs the segment whose first record is `first_lsn`.
+/// Returns the open file (read + write) and its path.
+pub fn create_segment(dir: &Path, first_lsn: Lsn, size: u64) -> Result<(File, PathBuf)> {
+    install(dir, prepare_segment(dir, first_lsn, size)?)
 }
 
 #[cfg(test)]

@@ -47,6 +47,13 @@ pub struct JournalStats {
     pub(crate) rotations: AtomicU64,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) poisoned: AtomicBool,
+    /// In-process re-opens after a failure; live readers compare it to drop stale buffers.
+    pub(crate) reopens: AtomicU64,
+    pub(crate) space_low: AtomicBool,
+    pub(crate) refused: AtomicU64,
+    pub(crate) writer_stopped: AtomicBool,
+    /// Woken when a segment is refused for want of space.
+    pub(crate) space_wanted: tokio::sync::Notify,
 }
 
 impl JournalStats {
@@ -66,8 +73,8 @@ impl JournalStats {
     pub fn last_fsync(&self) -> Duration {
         Duration::from_nanos(self.last_fsync_nanos.load(Relaxed))
     }
-    /// Batches whose write or fsync failed (at most one before the writer poisons itself) plus
-    /// batches refused because the writer was already poisoned.
+    /// Batches whose write or fsync failed, plus batches refused while the writer was
+    /// failed and not yet re-opened.
     pub fn failed_batches(&self) -> u64 {
         self.failed_batches.load(Relaxed)
     }
@@ -79,9 +86,27 @@ impl JournalStats {
     pub fn durable_lsn(&self) -> Lsn {
         self.durable_lsn.load(Relaxed)
     }
-    /// True once a write or fsync failed: the journal accepts nothing until restart.
-    /// `/readyz` should report not ready.
+    /// True from a failed write or fsync until the writer has re-opened the journal (at the
+    /// next append): meanwhile every append is refused. `/readyz` reports not ready.
     pub fn poisoned(&self) -> bool {
         self.poisoned.load(Relaxed)
+    }
+    /// Times the writer re-opened and re-verified the journal after a failure.
+    pub fn reopens(&self) -> u64 {
+        self.reopens.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// True from the moment a new segment was refused for want of space (the disk full, or
+    /// `min_free` reached) until one could be made again.
+    pub fn space_low(&self) -> bool {
+        self.space_low.load(Relaxed)
+    }
+    /// Records refused without being written because no room could be made for them.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+    /// True once the writer thread has ended (closed, or gone): appends can never succeed
+    /// again in this process.
+    pub fn writer_stopped(&self) -> bool {
+        self.writer_stopped.load(Relaxed)
     }
 }

@@ -19,8 +19,9 @@
 //!
 //! Completion: a batch's waiters are answered, `Ok` and in LSN order, only once a sync that
 //! began after the batch was written has returned `Ok`; the durable LSN is published before.
-//! A failed sync poisons the journal (see the module doc of `journal`): every batch not yet
-//! durable gets the error, and nothing is acknowledged after it.
+//! A failed sync poisons the stage (see the module doc of `journal`): every batch not yet
+//! durable gets the error, and nothing is acknowledged after it until the writer has
+//! re-opened the journal and [`SyncStage::reset`] the stage on the re-verified segment.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -34,8 +35,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::error::{JournalError, Result};
+use super::faults::Faults;
 use super::stats::{BatchObserver, BatchStats, JournalStats};
 use super::Lsn;
+use crate::ops::throttle::{Throttle, Verdict};
+
+static FAILURE_LOG: Throttle = Throttle::per_minute(6);
 
 /// Syncs in flight at most. Two already turn "the one running, then mine" into "mine";
 /// more would add flushes without shortening anyone's wait by much.
@@ -89,8 +94,6 @@ struct State {
     last_start: Instant,
     /// How long the last sync took: while syncs are fast, the writer syncs its own batches.
     last_took: Duration,
-    #[cfg(test)]
-    fail_sync_after: Option<u64>,
 }
 
 struct Shared {
@@ -104,6 +107,7 @@ struct Shared {
     observer: Option<BatchObserver>,
     max_unsynced_bytes: usize,
     overlap_after: Duration,
+    faults: Option<Arc<Faults>>,
 }
 
 impl Shared {
@@ -129,8 +133,7 @@ pub(super) struct Start {
     pub durable: watch::Sender<Lsn>,
     pub observer: Option<BatchObserver>,
     pub max_unsynced_bytes: usize,
-    #[cfg(test)]
-    pub fail_sync_after: Option<u64>,
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl SyncStage {
@@ -149,8 +152,6 @@ impl SyncStage {
                 in_flight: 0,
                 last_start: Instant::now(),
                 last_took: Duration::ZERO,
-                #[cfg(test)]
-                fail_sync_after: s.fail_sync_after,
             }),
             work: Condvar::new(),
             room: Condvar::new(),
@@ -159,6 +160,7 @@ impl SyncStage {
             observer: s.observer,
             max_unsynced_bytes: s.max_unsynced_bytes.max(1),
             overlap_after: OVERLAP_AFTER,
+            faults: s.faults,
         });
         let mut threads = Vec::with_capacity(SYNCERS);
         for i in 0..SYNCERS {
@@ -181,6 +183,44 @@ impl SyncStage {
     /// Why the journal refuses appends, once a write or a sync has failed.
     pub fn poisoned(&self) -> Option<Arc<str>> {
         self.shared.lock().poisoned.clone()
+    }
+
+    /// The last LSN a successful sync covered.
+    pub fn durable(&self) -> Lsn {
+        self.shared.lock().durable
+    }
+
+    /// Waits until no sync is running (after a failure, before the files are touched).
+    pub fn quiesce(&self) {
+        let mut st = self.shared.lock();
+        while st.in_flight > 0 {
+            st = self
+                .shared
+                .room
+                .wait_timeout(st, Duration::from_millis(10))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// After a failure, once the journal was re-opened: syncs go on in `file`, from the
+    /// durable LSN, and appends are accepted again. Requests refused meanwhile stay refused.
+    pub fn reset(&self, file: &Arc<File>, path: &std::path::Path) {
+        self.quiesce();
+        let mut st = self.shared.lock();
+        st.file = Arc::clone(file);
+        st.path = path.to_path_buf();
+        st.written = st.durable;
+        st.covered = st.durable;
+        st.unsynced_bytes = 0;
+        st.last_took = Duration::ZERO;
+        let refused: Vec<Written> = st.waiting.drain(..).collect();
+        let cause = st.poisoned.take();
+        self.shared.stats.poisoned.store(false, Relaxed);
+        drop(st);
+        if let Some(cause) = cause {
+            fail(refused, &JournalError::Poisoned { cause });
+        }
     }
 
     /// Hands over requests whose records are written, up to `written` (LSN) in `file`,
@@ -272,7 +312,9 @@ impl Drop for SyncStage {
 /// Marks the journal poisoned and takes every request still waiting.
 fn poison(shared: &Shared, mut st: MutexGuard<'_, State>, err: &JournalError) -> Vec<Written> {
     if st.poisoned.is_none() {
-        tracing::error!(%err, "journal write or sync failed: no further appends until restart");
+        if let Verdict::Log { suppressed } = FAILURE_LOG.check_now() {
+            tracing::error!(%err, suppressed, "journal write or sync failed: appends refused until the journal is re-opened and re-verified");
+        }
         st.poisoned = Some(Arc::from(err.to_string()));
         shared.stats.poisoned.store(true, Relaxed);
     }
@@ -298,7 +340,13 @@ fn syncer(shared: &Shared) {
     let mut st = shared.lock();
     loop {
         if st.poisoned.is_some() {
-            return;
+            // Nothing is synced until the writer has re-opened the journal and reset the
+            // stage, or the journal closes.
+            if st.stopping {
+                return;
+            }
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
         }
         if st.written <= st.covered {
             if st.stopping {
@@ -329,26 +377,15 @@ fn sync_written<'s>(shared: &'s Shared, mut st: MutexGuard<'s, State>) -> MutexG
     shared.room.notify_one();
     let file = Arc::clone(&st.file);
     let path = st.path.clone();
-    #[cfg(test)]
-    let injected = match st.fail_sync_after.as_mut() {
-        Some(0) => true,
-        Some(n) => {
-            *n -= 1;
-            false
-        }
-        None => false,
-    };
     drop(st);
 
     let started = Instant::now();
-    #[cfg(test)]
+    let injected = shared.faults.as_ref().is_some_and(|f| f.sync_fails());
     let synced = if injected {
         Err(std::io::Error::other("injected fsync failure"))
     } else {
         file.sync_data()
     };
-    #[cfg(not(test))]
-    let synced = file.sync_data();
     let took = started.elapsed();
 
     st = shared.lock();
@@ -361,7 +398,9 @@ fn sync_written<'s>(shared: &'s Shared, mut st: MutexGuard<'s, State>) -> MutexG
         return shared.lock();
     }
     if st.poisoned.is_some() || target <= st.durable {
-        // Another sync that began later already covered this one's data.
+        // Another sync that began later already covered this one's data (or one failed:
+        // nothing is acknowledged any more). A re-open may wait for this sync to end.
+        shared.room.notify_all();
         return st;
     }
     let first = st.durable + 1;

@@ -196,6 +196,22 @@ impl Decoder for Dc09Codec {
     }
 }
 
+/// Why a datagram cannot be a frame at all, if it cannot: it must start with LF and a
+/// DC-09 envelope (CRC and `0LLL` length, `spec/dc09.md` §2). What fails this is junk, as on
+/// a stream: counted, not decoded and not journaled, so a flood of random datagrams costs
+/// a counter each, never a journal record. A datagram that passes goes to the protocol
+/// layer, which judges its CRC and the rest.
+pub fn datagram_junk(datagram: &[u8]) -> Option<JunkReason> {
+    if datagram.first() != Some(&b'\n') {
+        return Some(JunkReason::NotAFrame);
+    }
+    match header(datagram) {
+        Header::Found { .. } => None,
+        Header::NeedMore => Some(JunkReason::Truncated),
+        Header::Invalid => Some(JunkReason::NotAFrame),
+    }
+}
+
 impl Dc09Codec {
     /// Drops the candidate at offset 0 up to (not including) the next LF.
     fn skip_to_next_lf(&mut self, buf: &mut BytesMut, reason: JunkReason) -> Cut {
@@ -216,6 +232,21 @@ impl Dc09Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datagrams_that_cannot_be_frames_are_junk() {
+        assert_eq!(datagram_junk(W1), None);
+        assert_eq!(datagram_junk(W3), None);
+        // A bad CRC is the protocol layer's to judge (silence, and an audit record).
+        assert_eq!(datagram_junk(b"\n0000002F\"SIA-DCS\"0001L0#1234[]\r"), None);
+        assert_eq!(datagram_junk(b""), Some(JunkReason::NotAFrame));
+        assert_eq!(
+            datagram_junk(b"GET / HTTP/1.1\r\n"),
+            Some(JunkReason::NotAFrame)
+        );
+        assert_eq!(datagram_junk(b"\nhello world"), Some(JunkReason::NotAFrame));
+        assert_eq!(datagram_junk(b"\n72FA"), Some(JunkReason::Truncated));
+    }
 
     const W1: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
     const W3: &[u8] = b"\n11020013\"NULL\"0003L0#1234[]\r";

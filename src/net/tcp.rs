@@ -2,9 +2,11 @@
 //!
 //! Limits are taken before work is done: a connection slot (semaphore permit) before
 //! `accept`, so the cap is real; a per-address count right after, so one site or one
-//! scanner cannot take every slot; an idle timeout between frames; a write timeout on each
-//! reply; a junk budget per connection. Accept errors (out of descriptors, mostly) back off
-//! and retry: the listener never ends because of them.
+//! scanner cannot take every slot; an idle timeout between frames (only a whole frame
+//! counts as activity: a peer trickling junk, or a frame that never ends, is closed when
+//! it runs out); a write timeout on each reply; a junk budget per connection. Accept
+//! errors (out of descriptors, mostly) back off and retry: the listener never ends because
+//! of them. Every line a peer can make the daemon repeat goes through a rate limit.
 //!
 //! A connection handles its frames one at a time, as panels send them (each waits for its
 //! ACK). Shutdown is observed only between frames, so a frame being answered is finished,
@@ -29,8 +31,12 @@ use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::event::Transport;
 use crate::station::Station;
 
-/// Junk log lines per second at most, all connections together.
-static JUNK_LOG: Throttle = Throttle::new(20);
+/// Junk log lines a minute at most, all connections together.
+static JUNK_LOG: Throttle = Throttle::per_minute(10);
+/// Connections refused, and accept failures (out of descriptors), all listeners together.
+static ACCEPT_LOG: Throttle = Throttle::per_minute(5);
+/// Replies that could not be written (a peer that does not read them, or went away).
+static REPLY_LOG: Throttle = Throttle::per_minute(5);
 
 /// Connections per remote address, shared by all TCP listeners.
 #[derive(Default)]
@@ -105,7 +111,9 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
                 a
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                if let Verdict::Log { suppressed } = ACCEPT_LOG.check_now() {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, suppressed, "accept failed");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -117,7 +125,9 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
             .try_take(peer.ip(), ctx.limits.max_connections_per_peer)
         else {
             metrics.connections.with_label_values(&["refused"]).inc();
-            tracing::warn!(peer = %peer, limit = ctx.limits.max_connections_per_peer, "connection refused: too many from this address");
+            if let Verdict::Log { suppressed } = ACCEPT_LOG.check_now() {
+                tracing::warn!(peer = %peer, limit = ctx.limits.max_connections_per_peer, suppressed, "connection refused: too many from this address");
+            }
             drop(socket);
             continue;
         };
@@ -183,7 +193,6 @@ impl Connection {
             };
             // One clock read serves the idle deadline and the frame's latency.
             let arrived = tokio::time::Instant::now();
-            last_heard = arrived;
             let cut = match next {
                 None => break "eof",
                 Some(Err(e)) => {
@@ -194,6 +203,7 @@ impl Connection {
             };
             match cut {
                 Cut::Frame(bytes) => {
+                    last_heard = arrived;
                     let reply = self
                         .station
                         .handle_frame(
@@ -211,7 +221,9 @@ impl Connection {
                             Ok(n) => n,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                             Err(e) => {
-                                tracing::warn!(peer = %self.peer, error = %e, "reply could not be written");
+                                if let Verdict::Log { suppressed } = REPLY_LOG.check_now() {
+                                    tracing::warn!(peer = %self.peer, error = %e, suppressed, "reply could not be written");
+                                }
                                 break "error";
                             }
                         };
@@ -224,11 +236,15 @@ impl Connection {
                         {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => {
-                                tracing::warn!(peer = %self.peer, error = %e, "reply could not be written");
+                                if let Verdict::Log { suppressed } = REPLY_LOG.check_now() {
+                                    tracing::warn!(peer = %self.peer, error = %e, suppressed, "reply could not be written");
+                                }
                                 break "error";
                             }
                             Err(_) => {
-                                tracing::warn!(peer = %self.peer, "reply not taken within the write timeout");
+                                if let Verdict::Log { suppressed } = REPLY_LOG.check_now() {
+                                    tracing::warn!(peer = %self.peer, suppressed, "reply not taken within the write timeout");
+                                }
                                 break "write_timeout";
                             }
                         }
@@ -248,7 +264,9 @@ impl Connection {
                     }
                     junk_bytes = junk_bytes.saturating_add(len as u64);
                     if junk_bytes > self.limits.max_junk_bytes {
-                        tracing::warn!(peer = %self.peer, junk_bytes, hold_s = self.limits.idle_timeout.as_secs(), "too much junk on this connection: no longer read, closed after the idle timeout");
+                        if let Verdict::Log { suppressed } = JUNK_LOG.check_now() {
+                            tracing::warn!(peer = %self.peer, junk_bytes, hold_s = self.limits.idle_timeout.as_secs(), suppressed, "too much junk on this connection: no longer read, closed after the idle timeout");
+                        }
                         // Closing at once would invite a reconnect loop that costs a scan of
                         // every byte again. Not reading lets TCP flow control stop the
                         // sender instead, for free, until the connection is dropped.

@@ -2,7 +2,10 @@
 //!
 //! The receive loop never waits on the journal: each datagram is handled on its own task
 //! (a frame with new events waits for its fsync there), bounded by a semaphore so a flood
-//! turns into kernel-buffer drops, not memory growth.
+//! turns into kernel-buffer drops, not memory growth. A datagram that cannot be a frame at
+//! all (no LF and DC-09 envelope at its start) is junk, counted on the spot and dropped: a
+//! flood of random datagrams costs a counter each, not a task, a decode and a journal
+//! record.
 
 use std::sync::Arc;
 
@@ -11,9 +14,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::codec::datagram_junk;
+use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::dc09::MAX_FRAME_LEN;
 use crate::receiver::event::Transport;
 use crate::station::Station;
+
+static SEND_LOG: Throttle = Throttle::per_minute(5);
 
 /// Datagrams being handled at once per UDP socket.
 const IN_FLIGHT: usize = 4096;
@@ -54,7 +61,21 @@ pub async fn serve(
                 continue;
             }
         };
-        let datagram = buf.get(..n).unwrap_or_default().to_vec();
+        let bytes = buf.get(..n).unwrap_or_default();
+        if let Some(reason) = datagram_junk(bytes) {
+            station
+                .metrics
+                .junk
+                .with_label_values(&["udp", reason.as_str()])
+                .inc();
+            station
+                .metrics
+                .junk_bytes
+                .with_label_values(&["udp", reason.as_str()])
+                .inc_by(n as u64);
+            continue;
+        }
+        let datagram = bytes.to_vec();
         let station = Arc::clone(&station);
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {
@@ -69,7 +90,9 @@ pub async fn serve(
                 .await
             {
                 if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::warn!(peer = %peer, error = %e, "udp reply could not be sent");
+                    if let Verdict::Log { suppressed } = SEND_LOG.check_now() {
+                        tracing::warn!(peer = %peer, error = %e, suppressed, "udp reply could not be sent");
+                    }
                 }
             }
             drop(permit);

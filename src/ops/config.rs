@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units;
+use crate::journal::MinFree;
 use crate::protocol::crypto::{Key, KeyEncoding};
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
 
@@ -234,6 +235,40 @@ pub struct JournalSection {
     /// [`crate::journal::JournalConfig::commit_interval`].
     #[serde(default, with = "units::duration")]
     pub commit_interval: Duration,
+    /// Free space to keep on the journal's file system: a size (`512MiB`) or a share of
+    /// it (`2%`, the default). A new segment that would leave less is refused (frames get
+    /// NAK, an alert fires) and retention deletes what every sink has delivered.
+    #[serde(default, deserialize_with = "min_free")]
+    pub min_free: MinFree,
+}
+
+/// `[journal] min_free`: `512MiB`, `4096` (bytes) or `2%`.
+pub fn parse_min_free(text: &str) -> Result<MinFree, String> {
+    let t = text.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a share (try 2%)"))?;
+        if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+            return Err(format!("`{text}`: a share is between 0% and 100%"));
+        }
+        return Ok(MinFree::Percent(v));
+    }
+    units::parse_size(t).map(MinFree::Bytes)
+}
+
+fn min_free<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MinFree, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Num(n) => Ok(MinFree::Bytes(n)),
+        Raw::Text(s) => parse_min_free(&s).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Default for JournalSection {
@@ -244,6 +279,7 @@ impl Default for JournalSection {
             max_age: default_max_age(),
             allow_unpublished_deletion: false,
             commit_interval: Duration::ZERO,
+            min_free: MinFree::default(),
         }
     }
 }
@@ -633,6 +669,26 @@ encryption = "required"             # or "optional"
         assert_eq!(c.time.past, Duration::from_secs(40));
         assert_eq!(c.dedup.window, Duration::from_secs(600));
         assert_eq!(c.journal.commit_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn min_free_is_a_size_or_a_share() {
+        assert_eq!(
+            Config::default_run().journal.min_free,
+            MinFree::Percent(2.0)
+        );
+        let s = parse("[journal]\nmin_free = \"512MiB\"\n").unwrap();
+        assert_eq!(s.config.journal.min_free, MinFree::Bytes(512 << 20));
+        let s = parse("[journal]\nmin_free = \"0.5%\"\n").unwrap();
+        assert_eq!(s.config.journal.min_free, MinFree::Percent(0.5));
+        let s = parse("[journal]\nmin_free = 0\n").unwrap();
+        assert_eq!(s.config.journal.min_free, MinFree::Bytes(0));
+        for bad in ["\"101%\"", "\"-1%\"", "\"lots\"", "\"2 parsecs\""] {
+            let err = parse(&format!("[journal]\nmin_free = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line 2"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -23,10 +23,10 @@ use super::throttle::{Throttle, Verdict};
 /// HTTP connections served at once. Scrapers and operators need a handful; the descriptors
 /// are shared with the panels' connections, so a client that opens connections and never
 /// closes them must not be able to use them up. Past this, a new connection is closed at
-/// once (and logged, at most once a second).
+/// once (and logged, at most five times a minute, with a count of the others).
 pub const MAX_HTTP_CONNECTIONS: usize = 128;
 
-static REFUSED_LOG: Throttle = Throttle::new(1);
+static REFUSED_LOG: Throttle = Throttle::per_minute(5);
 
 /// What the endpoints read.
 pub trait Probe: Send + Sync + 'static {

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub journal_bytes: IntCounter,
     pub journal_failures: IntCounter,
     pub journal_errors: IntCounterVec,
+    pub journal_refused: IntCounterVec,
+    pub journal_reopens: IntCounter,
+    pub journal_space_low: IntGauge,
+    pub journal_min_free: IntGauge,
     pub dedup_keys: IntGauge,
     pub dedup_evicted: IntCounter,
     pub reloads: IntCounterVec,
@@ -190,6 +194,27 @@ impl Metrics {
             "Frames that could not be journaled, by what the receiver did.",
             &["action"],
         )?;
+        let journal_refused = counter_vec(
+            &r,
+            "tocsin_journal_refused_total",
+            "Frames the journal refused (they got a NAK), by cause: disk_full (ENOSPC or EDQUOT), min_free (a new segment would go under [journal] min_free), failed (a write or sync failed and the journal was not re-opened yet), closed.",
+            &["reason"],
+        )?;
+        let journal_reopens = IntCounter::new(
+            "tocsin_journal_reopens_total",
+            "Times the journal was re-opened and re-verified in-process after a failed write or sync.",
+        )?;
+        r.register(Box::new(journal_reopens.clone()))?;
+        let journal_space_low = gauge(
+            &r,
+            "tocsin_journal_space_low",
+            "1 while the journal cannot take a new segment without going under [journal] min_free: frames get NAK once the active segment is full.",
+        )?;
+        let journal_min_free = gauge(
+            &r,
+            "tocsin_journal_min_free_bytes",
+            "[journal] min_free in bytes on the journal's file system.",
+        )?;
         let dedup_keys = IntGauge::new("tocsin_dedup_keys", "Content keys in the dedup window.")?;
         r.register(Box::new(dedup_keys.clone()))?;
         let dedup_evicted = IntCounter::new(
@@ -298,6 +323,10 @@ impl Metrics {
             junk.with_label_values(&["tcp", reason]);
             junk_bytes.with_label_values(&["tcp", reason]);
         }
+        for reason in ["not_a_frame", "truncated"] {
+            junk.with_label_values(&["udp", reason]);
+            junk_bytes.with_label_values(&["udp", reason]);
+        }
         for event in ["accepted", "closed", "refused", "idle"] {
             connections.with_label_values(&[event]);
         }
@@ -306,6 +335,9 @@ impl Metrics {
         }
         for action in ["nak", "audit_lost"] {
             journal_errors.with_label_values(&[action]);
+        }
+        for reason in ["disk_full", "min_free", "failed"] {
+            journal_refused.with_label_values(&[reason]);
         }
         Ok(Metrics {
             registry: r,
@@ -322,6 +354,10 @@ impl Metrics {
             journal_bytes,
             journal_failures,
             journal_errors,
+            journal_refused,
+            journal_reopens,
+            journal_space_low,
+            journal_min_free,
             dedup_keys,
             dedup_evicted,
             reloads,

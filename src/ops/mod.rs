@@ -5,6 +5,7 @@ pub mod frame_series;
 pub mod http;
 pub mod metrics;
 pub mod recent;
+pub mod retention;
 pub mod systemd;
 pub mod throttle;
 pub mod units;

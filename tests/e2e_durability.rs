@@ -40,7 +40,9 @@ key_encoding = "hex"
 struct Ledger {
     sent: HashSet<(String, String)>,
     acked: HashSet<(String, String)>,
-    /// Replies that were neither the expected ACK nor a broken connection.
+    /// NAKs (the journal refused the frame).
+    naks: u64,
+    /// Replies that were neither the expected ACK, a NAK, nor a broken connection.
     odd: Vec<String>,
 }
 
@@ -140,6 +142,7 @@ fn panel(
             Ok(r) if r == fb.expected_reply("ACK") => {
                 ledger.lock().unwrap().acked.insert(id);
             }
+            Ok(r) if view(&r).token == "NAK" => ledger.lock().unwrap().naks += 1,
             Ok(r) => {
                 ledger
                     .lock()
@@ -240,6 +243,48 @@ fn every_acked_frame_survives_repeated_sigkill_exactly_once() {
         unacked_present
     );
     assert!(ledger.acked.len() > KILL_CYCLES);
+}
+
+#[test]
+fn a_failed_fsync_under_load_is_recovered_in_process_and_loses_nothing() {
+    let dir = tempdir();
+    let cfg = write_file(dir.path(), "tocsin.toml", &config());
+    let data = dir.path().join("data");
+    // The journal's fault hook (debug builds only): a number written here fails that many
+    // fdatasyncs.
+    let trigger = dir.path().join("fail-fsync");
+    let trigger_text = trigger.to_str().unwrap();
+    let mut d =
+        Daemon::start_with_env(&cfg, &data, &[(tocsin::journal::faults::ENV, trigger_text)]);
+    let pid = d.pid();
+    let load = Load::start(d.addr, 9100);
+    load.wait_acks(0, 100, "before the failure");
+    std::fs::write(&trigger, "1").unwrap();
+    d.wait_metric("tocsin_journal_reopens_total", &[], 1.0);
+    assert!(!trigger.exists(), "the fault was injected");
+    load.wait_acks(load.acked(), 100, "after the re-open");
+    let ledger = load.finish();
+    assert!(d.is_running() && d.pid() == pid, "the daemon was restarted");
+    assert_eq!(d.get("/readyz").unwrap().0, 200);
+    let m = d.metrics();
+    assert!(ledger.naks >= 1, "the failed sync's frames got NAK");
+    assert!(m.sum("tocsin_journal_refused_total", &[("reason", "failed")]) >= 1.0);
+    let log = d.stderr();
+    assert!(log.contains("journal re-opened after a failure"), "{log}");
+    d.stop();
+    let c = counts(&data);
+    check(&ledger, &c, "after a failed fsync");
+    // The refused frames were discarded with what followed the last good sync.
+    let naked_present = ledger
+        .sent
+        .iter()
+        .filter(|k| !ledger.acked.contains(*k) && c.contains_key(*k))
+        .count();
+    eprintln!(
+        "failed fsync: acked {}, NAKs {}, refused frames found in the journal {naked_present}",
+        ledger.acked.len(),
+        ledger.naks
+    );
 }
 
 #[test]

@@ -63,7 +63,6 @@ pub struct JournalHandle {
     stats: Arc<JournalStats>,
     data_dir: Arc<Path>,
     min_free: MinFree,
-    segment_size: u64,
 }
 
 /// Space on the journal's file system as the journal sees it.
@@ -75,8 +74,9 @@ pub struct SpaceStatus {
     pub total: u64,
     /// `[journal] min_free` in bytes on this file system.
     pub min_free: u64,
-    /// The next segment would be refused (or one just was): appends get refused once the
-    /// active segment is full, until space returns.
+    /// The writer was refused a segment for want of space and has not made one since, or
+    /// the file system has less than `min_free` free (something else filled it): appends
+    /// get refused once the active segment is full, until space returns.
     pub low: bool,
 }
 
@@ -178,7 +178,7 @@ impl JournalHandle {
             free: s.free,
             total: s.total,
             min_free,
-            low: self.stats.space_low() || s.free < min_free.saturating_add(self.segment_size),
+            low: self.stats.space_low() || s.free < min_free,
         })
     }
 
@@ -270,7 +270,6 @@ impl Journal {
             stats,
             data_dir: Arc::from(data_dir.as_path()),
             min_free: config.min_free,
-            segment_size: config.segment_size,
         };
         Ok((
             Journal {

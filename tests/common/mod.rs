@@ -92,6 +92,8 @@ pub struct Daemon {
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
+    /// Environment variables set for the daemon besides `RUST_LOG`.
+    pub env: Vec<(String, String)>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -99,6 +101,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon with `config` and `data_dir` on fresh ports and waits for `/readyz`.
     pub fn start(config: &Path, data_dir: &Path) -> Daemon {
+        Daemon::start_with_env(config, data_dir, &[])
+    }
+
+    /// [`Daemon::start`] with further environment variables (a test hook, a log filter).
+    pub fn start_with_env(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -109,6 +116,10 @@ impl Daemon {
                 http: SocketAddr::from(([127, 0, 0, 1], http)),
                 data_dir: data_dir.to_path_buf(),
                 config: config.to_path_buf(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 stdout: Arc::default(),
                 stderr: Arc::default(),
             };
@@ -148,6 +159,7 @@ impl Daemon {
             .arg("--http")
             .arg(self.http.to_string())
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -3,7 +3,8 @@
 //! through the network first.
 //!
 //! ```text
-//! cargo run --release --example fill_journal -- DIR N [--cursor-zero]
+//! cargo run --release --example fill_journal -- DIR N [--cursor-zero] [--spread 30d]
+//!     [--segment-size 64MiB]
 //! ```
 //!
 //! Each record is what the receiver writes for an acknowledged SIA DC-03 frame (see
@@ -16,6 +17,12 @@
 //! `--cursor-zero` stores the `nats` cursor at LSN 0 (nothing published yet): the daemon
 //! creates a missing sink cursor at the current end of the journal, which would skip the
 //! whole pre-filled backlog.
+//!
+//! Records are stamped with the time of the fill, all of them within the dedup window of
+//! a daemon started right after (the worst case for its start); `--spread 30d` stamps them
+//! evenly over that long instead, oldest first, as a station's journal is. The journal is
+//! written with the daemon's tagger, so its segment summaries carry the content keys as the
+//! daemon's would. `--segment-size` as `[journal] segment_size`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -162,32 +169,57 @@ fn record(n: u64, now: UtcDateTime) -> (i64, Vec<u8>) {
 }
 
 fn main() -> anyhow::Result<()> {
+    let usage = "usage: fill_journal DIR N [--cursor-zero] [--spread 30d] [--segment-size 64MiB]";
     let mut args = std::env::args().skip(1);
-    let usage = "usage: fill_journal DIR N [--cursor-zero]";
     let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!(usage))?);
     let n: u64 = args
         .next()
         .ok_or_else(|| anyhow::anyhow!(usage))?
         .replace('_', "")
         .parse()?;
-    let cursor_zero = args.any(|a| a == "--cursor-zero");
+    let mut cursor_zero = false;
+    let mut spread = std::time::Duration::ZERO;
+    let mut config = JournalConfig::new(&dir);
+    config.tagger = Some(tocsin::station::dedup_tag);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or_else(|| anyhow::anyhow!(usage));
+        match a.as_str() {
+            "--cursor-zero" => cursor_zero = true,
+            "--spread" => {
+                spread =
+                    tocsin::ops::units::parse_duration(&value()?).map_err(anyhow::Error::msg)?
+            }
+            "--segment-size" => {
+                config.segment_size =
+                    tocsin::ops::units::parse_size(&value()?).map_err(anyhow::Error::msg)?
+            }
+            _ => anyhow::bail!(usage),
+        }
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     std::fs::create_dir_all(&dir)?;
-    let (journal, report) = Journal::open(JournalConfig::new(&dir))?;
+    let (journal, report) = Journal::open(config)?;
     let start_lsn = report.last_lsn;
     let handle = journal.handle();
     let started = Instant::now();
     let now = UtcDateTime::now();
+    let spread_s = spread.as_secs_f64();
     let mut bytes = 0usize;
     runtime.block_on(async {
         let mut next = 0u64;
         while next < n {
             let end = (next + BATCH as u64).min(n);
-            let batch: Vec<(i64, Vec<u8>)> = (next..end).map(|i| record(i, now)).collect();
+            let batch: Vec<(i64, Vec<u8>)> = (next..end)
+                .map(|i| {
+                    // Evenly over the spread, oldest first, the last record now.
+                    let back = spread_s * (n - 1 - i) as f64 / n.max(1) as f64;
+                    record(i, now - time::Duration::seconds_f64(back))
+                })
+                .collect();
             bytes += batch.iter().map(|(_, p)| p.len()).sum::<usize>();
             handle.append_batch(batch).await?;
             next = end;

@@ -715,20 +715,17 @@ struct Rebuilt {
 fn rebuild_dedup(journal: &Journal, dedup: &Dedup, window: Duration, max_keys: usize) -> usize {
     let now = micros(time::UtcDateTime::now());
     let since = now.saturating_sub(i64::try_from(window.as_micros()).unwrap_or(i64::MAX));
-    let tags = match journal.tags_since(since) {
+    let tags = match journal.tags_since(since, max_keys) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the journal's summaries; dedup window starts empty");
             return 0;
         }
     };
-    let newest = tags
-        .get(tags.len().saturating_sub(max_keys)..)
-        .unwrap_or_default();
-    for &(ts, key) in newest {
+    for &(ts, key) in &tags {
         dedup.insert(ContentKey(key), ts);
     }
-    newest.len()
+    tags.len()
 }
 
 /// What the start-up scan reads of a record: its kind, nothing else.

@@ -286,48 +286,54 @@ impl Journal {
         self.handle.clone()
     }
 
-    /// The tags (see [`summary::Tagger`]) of the records that were in the journal when it
-    /// was opened, timestamped at or after `since_micros`, oldest first: the sealed
-    /// segments' from their summaries, the active segment's as recovery found them. Reads
-    /// the summaries of the recent segments only (their newest record is at or after
-    /// `since_micros`). Meant to be called once, right after open (the active segment's
-    /// tags are handed over and forgotten); blocking.
-    pub fn tags_since(&self, since_micros: i64) -> Result<Vec<Tag>> {
-        let dir = segment::journal_dir(&self.handle.data_dir);
-        let mut segs = segment::list_segments(&dir)?;
-        // The active segment at open is the newest one whose tags recovery kept; segments
-        // sealed since have summaries of their own.
+    /// The tags (see [`summary::Tagger`]) of the newest `max` records that were in the
+    /// journal when it was opened and are timestamped at or after `since_micros`, oldest
+    /// first: the active segment's as recovery found them, the sealed segments' from their
+    /// summaries, newest segment first, reading no summary once `max` tags are found or a
+    /// segment is entirely older than `since_micros`. Meant to be called once, right after
+    /// open (the active segment's tags are handed over and forgotten); blocking.
+    pub fn tags_since(&self, since_micros: i64, max: usize) -> Result<Vec<Tag>> {
+        let recent = |tags: Vec<Tag>| -> Vec<Tag> {
+            tags.into_iter()
+                .filter(|(ts, _)| *ts >= since_micros)
+                .collect()
+        };
         let active = self
             .open_tags
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
+            .take()
+            .unwrap_or_default();
+        // Newest part first.
+        let mut parts = vec![recent(active)];
+        let mut found = parts.iter().map(Vec::len).sum::<usize>();
+        let dir = segment::journal_dir(&self.handle.data_dir);
+        let mut segs = segment::list_segments(&dir)?;
+        // The active segment at open is the newest; its tags are above.
         segs.pop();
-        let mut out = Vec::new();
-        // Newest first, stopping at the first segment entirely older than `since`.
-        let mut parts = Vec::new();
         for seg in segs.iter().rev() {
+            if found >= max {
+                break;
+            }
             let Some((head, _)) = summary::load_header(&seg.path, seg.first_lsn, seg.len) else {
                 continue;
             };
             if head.max_ts.is_some_and(|ts| ts < since_micros) {
                 break;
             }
-            if let Some(tags) =
-                summary::load(&seg.path, seg.first_lsn, seg.len).and_then(|s| s.tags)
-            {
-                parts.push(tags);
-            }
+            let tags = summary::load(&seg.path, seg.first_lsn, seg.len)
+                .and_then(|s| s.tags)
+                .map(recent)
+                .unwrap_or_default();
+            found += tags.len();
+            parts.push(tags);
         }
-        for tags in parts.into_iter().rev() {
-            out.extend(tags.into_iter().filter(|(ts, _)| *ts >= since_micros));
+        let mut out = Vec::with_capacity(found.min(max));
+        for part in parts.into_iter().rev() {
+            out.extend(part);
         }
-        out.extend(
-            active
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(ts, _)| *ts >= since_micros),
-        );
+        let extra = out.len().saturating_sub(max);
+        out.drain(..extra);
         Ok(out)
     }
 
@@ -459,6 +465,66 @@ mod tests {
             .collect();
         assert_eq!(all.len(), 4);
         assert_eq!(all[3].payload, vec![b'c'; 10]);
+    }
+
+    /// A tag for tests: the payload's first byte, if it is not zero.
+    fn first_byte(p: &[u8]) -> Option<u128> {
+        p.first().filter(|&&b| b != 0).map(|&b| u128::from(b))
+    }
+
+    #[test]
+    fn tags_come_from_summaries_and_the_active_segment() {
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let config = |tagger: Option<crate::journal::Tagger>| {
+            let mut c = JournalConfig::new(tmp.path());
+            c.segment_size = MIN_SEGMENT_SIZE;
+            c.tagger = tagger;
+            c
+        };
+        // 60 records over several segments, at times 1..=60; every third has no tag.
+        rt().block_on(async {
+            let (j, _) = Journal::open(config(Some(first_byte))).unwrap();
+            for i in 1..=60u8 {
+                let tag = if i % 3 == 0 { 0 } else { i };
+                j.append(i64::from(i), vec![tag; 200]).await.unwrap();
+            }
+            j.close().await.unwrap();
+        });
+        let want = |since: i64, max: usize| -> Vec<Tag> {
+            let all: Vec<Tag> = (1..=60u8)
+                .filter(|i| i % 3 != 0 && i64::from(*i) >= since)
+                .map(|i| (i64::from(i), u128::from(i)))
+                .collect();
+            all[all.len().saturating_sub(max)..].to_vec()
+        };
+        for (since, max) in [
+            (0, usize::MAX),
+            (30, usize::MAX),
+            (0, 5),
+            (59, 10),
+            (61, 10),
+        ] {
+            let (j, rep) = Journal::open(config(Some(first_byte))).unwrap();
+            assert!(rep.segments > 3 && rep.summaries_written == 0, "{rep:?}");
+            assert_eq!(
+                j.tags_since(since, max).unwrap(),
+                want(since, max),
+                "{since} {max}"
+            );
+            rt().block_on(j.close()).unwrap();
+        }
+        // Summaries written without a tagger are written again, once, when one is given.
+        let dir = segment::journal_dir(tmp.path());
+        for s in segment::list_segments(&dir).unwrap() {
+            let _ = std::fs::remove_file(summary::path_of(&s.path));
+        }
+        let (j, rep) = Journal::open(config(None)).unwrap();
+        assert!(rep.summaries_written > 2);
+        rt().block_on(j.close()).unwrap();
+        let (j, rep) = Journal::open(config(Some(first_byte))).unwrap();
+        assert_eq!(rep.summaries_written, rep.segments - 1);
+        assert_eq!(j.tags_since(0, usize::MAX).unwrap(), want(0, usize::MAX));
+        rt().block_on(j.close()).unwrap();
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! 1. **`Ok` means durable.** `append`/`append_batch` resolve `Ok` only after an fsync that
 //!    covered the record. Any `Err`, including a dropped completion
 //!    ([`JournalError::WriterGone`]), means "not durable": the caller must NAK or stay silent.
+//!    A refused record is never kept: it was not written ([`JournalError::DiskFull`],
+//!    [`JournalError::BelowMinFree`]), or it is discarded by the re-open after a failure.
 //! 2. **LSNs are dense and ordered.** Records get consecutive LSNs from 1, in queue order; a
 //!    record that is readable has every smaller LSN of its segment readable before it (except
 //!    where damage was reported, see *Recovery*).
@@ -29,7 +31,8 @@
 //! <data_dir>/journal/
 //!     LOCK                          held by the writer (flock)
 //!     00000000000000000001.seg      segments, named by their first LSN (20 digits)
-//!     00000000000000004711.seg
+//!     00000000000000000001.sum      the summary of a sealed segment (see [`summary`])
+//!     00000000000000004711.seg      the active segment (no summary)
 //!     cursors/<name>                one file per consumer: decimal LSN + "\n"
 //! ```
 //!
@@ -51,9 +54,24 @@
 //! metadata to commit. A segment is created under a temporary name, preallocated, given its
 //! header, synced, renamed into place, and the directory synced: a `*.seg` always has a valid
 //! header. When the next record does not fit, the writer writes and syncs the part of the batch
-//! that belongs to the old segment, then creates the next one, so a newer segment only exists
-//! once the older one is complete on disk. **A record larger than a whole segment gets a segment
-//! of its own, sized to fit it** (never rejected, as long as it is within `MAX_RECORD_LEN`).
+//! that belongs to the old segment, writes the old segment's summary (its LSN range, record
+//! times and record tags, no fsync: a lost summary only costs one scan at the next open), then
+//! installs the next one, so a newer segment only exists once the older one is complete on
+//! disk. **A record larger than a whole segment gets a segment of its own, sized to fit it**
+//! (never rejected, as long as it is within `MAX_RECORD_LEN`).
+//!
+//! ## Space: room before writing
+//!
+//! Disk space is taken only when a segment is created. Before writing a batch the writer
+//! works out which segments the batch will need and creates them (under their temporary
+//! names) first ([`room`]); a segment that would leave less than [`JournalConfig::min_free`]
+//! free on the file system is not created, nor one the disk refuses (ENOSPC, EDQUOT). The
+//! requests that fit in the room made are written; the others get
+//! [`JournalError::BelowMinFree`] or [`JournalError::DiskFull`] and **nothing of them reached
+//! the file**: the journal stays as it was, and once space returns the next append simply
+//! succeeds, without a restart. [`JournalStats::space_low`] is true meanwhile, and
+//! [`JournalHandle::space_wanted`] wakes retention, which deletes what every consumer has
+//! taken.
 //!
 //! ## Group commit
 //!
@@ -69,35 +87,52 @@
 //! waits for the syncs. `append_nowait` records travel the same queue and are made durable by
 //! the same syncs, but nobody waits for them.
 //!
-//! ## Failure: the writer poisons itself
+//! ## Failure: refused, re-opened, re-verified
 //!
-//! If a write or an fsync fails (ENOSPC, EIO, …), every request of that batch gets the error,
-//! and **every later request gets [`JournalError::Poisoned`] until the process restarts**. After
-//! a failed fsync Linux may have dropped the dirty pages and cleared the error; a later fsync
-//! could "succeed" without the earlier data on disk, so no later `Ok` could be trusted. The
-//! durable LSN stops advancing and [`JournalStats::poisoned`] turns true (for `/readyz`). A
-//! restart runs recovery, which finds what really is on disk. This is deliberate: panels that
-//! get no ACK retry or fall back to another receiver, which is safe; a false ACK is not.
-//! Poisoning also applies to "disk full", which a restart does not cure by itself.
+//! If a write or an fsync fails (EIO, or ENOSPC where the room was made but the file system
+//! still refused), every request not yet durable gets the error. After a failed fsync Linux
+//! may have dropped the dirty pages and cleared the error; a later fsync could "succeed"
+//! without the earlier data on disk, so nothing written since the last good sync can be
+//! trusted. The journal does not go on as if nothing happened, and it does not wait for a
+//! person to restart it either (outside systemd that would leave no receiver at all): the
+//! next batch first **re-opens the journal in-process** ([`recovery::reopen_after_failure`]):
+//! segments created after the last good sync are deleted, the active segment's cached pages
+//! are dropped and its bytes read again from the device, the records up to the last durable
+//! LSN are verified there, and everything after it is zeroed and synced, whether it reached
+//! the disk or not: each of those records was refused to its sender (a panel that got NAK
+//! sends again), so keeping it would store the frame twice. Appends go on from the durable
+//! LSN; live readers notice the re-open ([`JournalStats::reopens`]) and drop what they had
+//! buffered past it. Should the device have lost records a good sync had covered, the
+//! journal continues after them in a new segment and readers report the gap. Until the
+//! re-open succeeds (it is retried with a backoff up to 5 s), every append gets
+//! [`JournalError::Poisoned`] and [`JournalStats::poisoned`] is true (`/readyz` reports not
+//! ready). A false ACK is never given: panels that get none retry or fall back to another
+//! receiver, which is safe.
 //!
 //! ## Recovery (on open)
 //!
-//! Every segment is read and every record checked (checksum, and the LSN must be the next
-//! expected one). See [`recovery`] for the rules; in short:
+//! Open reads what it needs only, so its duration does not grow with the journal: the
+//! active (newest) segment is scanned record by record (at most one segment's size), every
+//! sealed segment is known from its summary; a sealed segment without a usable summary (a
+//! journal written by an older version, or a crash right after a rotation) is scanned once
+//! and gets one. See [`recovery`] for the rules of a scan; in short:
 //! - **torn tail** — garbage after the last valid record of the newest segment (a write cut by
 //!   a crash). It was never acknowledged. The write position is set to the end of the last valid
 //!   record, the garbage is overwritten with zeros and synced (so no later scan can mistake stale
 //!   bytes for records), and [`OpenReport::torn_tail`] counts the bytes and partial records;
-//! - **damage in the middle** — an invalid record followed by valid ones, in any segment, or a
-//!   gap in LSNs between segments. Nothing is overwritten; the scan resumes at the next valid
-//!   record; [`OpenReport::corruptions`] lists each place with the count of LSNs lost, and it is
-//!   logged at error level. Readers report the same damage as [`JournalError::Corrupt`] once and
-//!   continue after it. Open does not fail for it: refusing to start would stop alarm reception
-//!   for data that is already lost;
+//! - **damage in the middle** — an invalid record followed by valid ones, in a scanned
+//!   segment, or a gap in LSNs between segments. Nothing is overwritten; the scan resumes at
+//!   the next valid record; [`OpenReport::corruptions`] lists each place with the count of LSNs
+//!   lost, and it is logged at error level. Damage inside a summarized segment is found by the
+//!   readers that reach it: they report it as [`JournalError::Corrupt`] once and continue after
+//!   it. Open does not fail for damage: refusing to start would stop alarm reception for data
+//!   that is already lost;
 //! - open fails (typed) only when it cannot safely append: unreadable header of the newest
 //!   segment, overlapping segments, I/O errors, or the lock held.
 //!
-//! Open reads the whole journal, so its duration grows with the retained size (sequential reads).
+//! The summaries also carry each record's *tag* ([`Tagger`], the receiver's content key):
+//! [`Journal::tags_since`] hands the dedup window's keys to the daemon at start from 24 bytes
+//! a record instead of the records.
 //!
 //! ## Readers and cursors
 //!
@@ -110,17 +145,23 @@
 //!
 //! ## Retention
 //!
-//! [`Retention::run`] deletes the oldest whole segments, never the active one, while the journal
-//! is over `max_bytes` or the segment's newest record is older than `max_age`, but stops at the
-//! first segment holding an LSN ≥ the smallest cursor, unless `allow_unpublished_deletion` is
-//! set (then the deleted unpublished records are counted and logged as a warning).
+//! [`Retention::run`] deletes the oldest whole segments (and their summaries), never the
+//! active one, while the journal is over `max_bytes`, or the segment's newest record is older
+//! than `max_age`, or the file system has less than `min_free` plus one segment free, but
+//! stops at the first segment holding an LSN ≥ the smallest cursor, unless
+//! `allow_unpublished_deletion` is set (then the deleted unpublished records are counted and
+//! logged as a warning). Every consumer registers its cursor, so what goes first when space
+//! is short is what all of them have taken.
 //!
 //! ## What is counted when data is lost
 //!
 //! - a torn tail: bytes and partial records zeroed ([`TornTail`]) — never acknowledged data;
 //! - damage: one [`Corruption`] per place, with the LSNs lost (may include acknowledged data);
-//! - a failed write/fsync: [`JournalStats::failed_batches`], [`JournalStats::poisoned`]; every
-//!   waiter got an `Err`; `append_nowait` records of that batch are lost without a waiter to tell;
+//! - a failed write/fsync: [`JournalStats::failed_batches`], [`JournalStats::reopens`]; every
+//!   waiter got an `Err`; `append_nowait` records of that batch are lost without a waiter to
+//!   tell; what followed the last good sync is discarded at the re-open (logged with its size);
+//! - no room: [`JournalStats::refused`] records refused before being written (nothing lost:
+//!   each waiter got an `Err`);
 //! - retention: [`RetentionReport::unpublished_records_deleted`].
 
 mod cursor;

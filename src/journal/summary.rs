@@ -117,15 +117,16 @@ fn none_if_min(v: i64) -> Option<i64> {
     (v != i64::MIN).then_some(v)
 }
 
-/// Writes the summary of the segment at `segment` (no fsync: see the module doc).
-pub fn store(segment: &Path, s: &Summary) -> io::Result<()> {
+/// The bytes of a summary (see the module doc for the layout).
+pub fn encode(s: &Summary) -> Vec<u8> {
     let tags = s.tags.as_deref().unwrap_or_default();
-    let mut body = Vec::with_capacity(tags.len() * TAG_LEN);
+    let mut out = vec![0u8; HEADER_LEN];
     for (ts, tag) in tags {
-        body.extend_from_slice(&ts.to_le_bytes());
-        body.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&tag.to_le_bytes());
     }
-    let mut h = [0u8; HEADER_LEN];
+    let tags_crc = crc32c::crc32c(out.get(HEADER_LEN..).unwrap_or_default());
+    let h = &mut out[..HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
@@ -146,12 +147,15 @@ pub fn store(segment: &Path, s: &Summary) -> io::Result<()> {
     h[80..84].copy_from_slice(&flags.to_le_bytes());
     let count = u32::try_from(tags.len()).unwrap_or(u32::MAX);
     h[84..88].copy_from_slice(&count.to_le_bytes());
-    h[88..92].copy_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    h[88..92].copy_from_slice(&tags_crc.to_le_bytes());
     let crc = crc32c::crc32c(&h[0..92]);
     h[92..96].copy_from_slice(&crc.to_le_bytes());
-    let mut f = File::create(path_of(segment))?;
-    f.write_all(&h)?;
-    f.write_all(&body)
+    out
+}
+
+/// Writes the summary of the segment at `segment` (no fsync: see the module doc).
+pub fn store(segment: &Path, s: &Summary) -> io::Result<()> {
+    File::create(path_of(segment))?.write_all(&encode(s))
 }
 
 fn u64_at(h: &[u8], at: usize) -> u64 {
@@ -170,64 +174,83 @@ fn u32_at(h: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
+/// A summary header: the summary without its tags, their count and checksum.
+fn decode_header(h: &[u8]) -> Option<(Summary, u32, u32)> {
+    let h = h.get(..HEADER_LEN)?;
+    if h.get(0..8)? != MAGIC
+        || u32_at(h, 8) != VERSION
+        || u32_at(h, 12) as usize != HEADER_LEN
+        || u32_at(h, 92) != crc32c::crc32c(h.get(0..92)?)
+        || u32_at(h, 80) & !TAGS_COLLECTED != 0
+    {
+        return None;
+    }
+    let s = Summary {
+        first_lsn: u64_at(h, 16),
+        next_lsn: u64_at(h, 24),
+        records: u64_at(h, 32),
+        valid_end: u64_at(h, 40),
+        first_ts: none_if_min(u64_at(h, 48) as i64),
+        max_ts: none_if_min(u64_at(h, 56) as i64),
+        segment_len: u64_at(h, 64),
+        lost: u64_at(h, 72),
+        tags: (u32_at(h, 80) & TAGS_COLLECTED != 0).then(Vec::new),
+    };
+    let sane = s.next_lsn >= s.first_lsn
+        && s.records <= s.next_lsn - s.first_lsn
+        && u64::from(u32_at(h, 84)) <= MAX_TAGS;
+    sane.then(|| (s, u32_at(h, 84), u32_at(h, 88)))
+}
+
+/// Decodes a whole summary file's bytes: `None` unless both checksums hold and every
+/// count agrees with the bytes present.
+pub fn decode(bytes: &[u8]) -> Option<Summary> {
+    let (mut s, count, crc) = decode_header(bytes)?;
+    let body = bytes.get(HEADER_LEN..)?;
+    if body.len() != count as usize * TAG_LEN || crc32c::crc32c(body) != crc {
+        return None;
+    }
+    if s.tags.is_some() {
+        s.tags = Some(
+            body.chunks_exact(TAG_LEN)
+                .map(|c| {
+                    let ts = u64_at(c, 0) as i64;
+                    let mut t = [0u8; 16];
+                    t.copy_from_slice(c.get(8..24).unwrap_or(&[0; 16]));
+                    (ts, u128::from_le_bytes(t))
+                })
+                .collect(),
+        );
+    } else if count != 0 {
+        return None;
+    }
+    Some(s)
+}
+
+fn belongs(s: &Summary, first_lsn: Lsn, segment_len: u64) -> bool {
+    s.first_lsn == first_lsn && s.segment_len == segment_len
+}
+
 /// The header of a summary, checked: tags are not read. `None` when there is no usable
 /// summary for this segment (missing, torn, or written for another file).
 pub fn load_header(segment: &Path, first_lsn: Lsn, segment_len: u64) -> Option<(Summary, u32)> {
     let f = File::open(path_of(segment)).ok()?;
     let mut h = [0u8; HEADER_LEN];
     f.read_exact_at(&mut h, 0).ok()?;
-    if &h[0..8] != MAGIC
-        || u32_at(&h, 8) != VERSION
-        || u32_at(&h, 12) as usize != HEADER_LEN
-        || u32_at(&h, 92) != crc32c::crc32c(&h[0..92])
-    {
-        return None;
-    }
-    let s = Summary {
-        first_lsn: u64_at(&h, 16),
-        next_lsn: u64_at(&h, 24),
-        records: u64_at(&h, 32),
-        valid_end: u64_at(&h, 40),
-        first_ts: none_if_min(u64_at(&h, 48) as i64),
-        max_ts: none_if_min(u64_at(&h, 56) as i64),
-        segment_len: u64_at(&h, 64),
-        lost: u64_at(&h, 72),
-        tags: (u32_at(&h, 80) & TAGS_COLLECTED != 0).then(Vec::new),
-    };
-    let sane = s.first_lsn == first_lsn
-        && s.segment_len == segment_len
-        && s.next_lsn >= s.first_lsn
-        && s.records <= s.next_lsn - s.first_lsn
-        && u64::from(u32_at(&h, 84)) <= MAX_TAGS;
-    sane.then_some((s, u32_at(&h, 84)))
+    let (s, count, _) = decode_header(&h)?;
+    belongs(&s, first_lsn, segment_len).then_some((s, count))
 }
 
 /// The summary with its tags. `None` as for [`load_header`], or when the tags fail their
 /// checksum.
 pub fn load(segment: &Path, first_lsn: Lsn, segment_len: u64) -> Option<Summary> {
-    let (mut s, count) = load_header(segment, first_lsn, segment_len)?;
-    if s.tags.is_none() {
-        return Some(s);
-    }
-    let f = File::open(path_of(segment)).ok()?;
-    let mut crc = [0u8; 4];
-    f.read_exact_at(&mut crc, 88).ok()?;
-    let mut body = vec![0u8; count as usize * TAG_LEN];
-    f.read_exact_at(&mut body, HEADER_LEN as u64).ok()?;
-    if crc32c::crc32c(&body) != u32::from_le_bytes(crc) {
+    let (_, count) = load_header(segment, first_lsn, segment_len)?;
+    let bytes = fs::read(path_of(segment)).ok()?;
+    // Read no more than the header announced: a file grown since is not this summary.
+    if bytes.len() != HEADER_LEN + count as usize * TAG_LEN {
         return None;
     }
-    s.tags = Some(
-        body.chunks_exact(TAG_LEN)
-            .map(|c| {
-                let ts = u64_at(c, 0) as i64;
-                let mut t = [0u8; 16];
-                t.copy_from_slice(c.get(8..24).unwrap_or(&[0; 16]));
-                (ts, u128::from_le_bytes(t))
-            })
-            .collect(),
-    );
-    Some(s)
+    decode(&bytes).filter(|s| belongs(s, first_lsn, segment_len))
 }
 
 /// Removes the summary of a segment (deleted, or active again after a failure).

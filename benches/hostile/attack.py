@@ -48,14 +48,22 @@ async def connect(host, port, source):
 
 
 async def writer_loop(host, port, source, chunk_fn, stop):
-    """Writes chunk_fn() as fast as the connection takes it; reconnects when closed."""
+    """Writes chunk_fn() as fast as the connection takes it; opens another connection when
+    this one is closed, or stops taking bytes for 2 s (the receiver stopped reading it):
+    the stalled one is left open, as an attacker would."""
+    stalled = []
     while not stop.is_set():
         try:
             _, w = await connect(host, port, source)
             while not stop.is_set():
                 data = chunk_fn()
                 w.write(data)
-                await w.drain()
+                try:
+                    await asyncio.wait_for(w.drain(), 2)
+                except asyncio.TimeoutError:
+                    STATS["stalled"] = STATS.get("stalled", 0) + 1
+                    stalled.append(w)
+                    break
                 STATS["bytes"] += len(data)
         except (ConnectionError, OSError):
             STATS["closed_by_peer"] += 1

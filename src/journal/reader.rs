@@ -479,3 +479,44 @@ fn first_ts(seg: &SegmentEntry) -> Result<Option<i64>> {
         .filter(|r| r.lsn == seg.first_lsn)
         .map(|r| r.ts_micros))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record;
+    use std::os::unix::fs::FileExt;
+
+    /// After a re-open, the bytes past the durable end are written anew under the same
+    /// LSNs: a live reader that had read them into its buffer must read them again.
+    #[test]
+    fn a_live_reader_drops_its_buffer_after_a_reopen() {
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let dir = segment::journal_dir(tmp.path());
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, _) = segment::create_segment(&dir, 1, 4096).unwrap();
+        let mut bytes = Vec::new();
+        record::encode_into(&mut bytes, 1, 10, b"one");
+        let second_at = SEGMENT_HEADER_LEN + bytes.len();
+        record::encode_into(&mut bytes, 2, 20, b"refused");
+        file.write_all_at(&bytes, SEGMENT_HEADER_LEN as u64)
+            .unwrap();
+
+        let stats = Arc::new(JournalStats::default());
+        let (durable, rx) = watch::channel(1);
+        let mut r = JournalReader::live(tmp.path(), rx, Arc::clone(&stats));
+        assert_eq!(r.next_record().unwrap().unwrap().payload, b"one");
+        assert!(r.next_record().unwrap().is_none(), "2 is not durable");
+
+        // The writer re-opens: record 2 is replaced, then made durable.
+        stats
+            .reopens
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut again = Vec::new();
+        record::encode_into(&mut again, 2, 30, b"kept");
+        again.resize(record::encoded_len(b"refused".len()), 0);
+        file.write_all_at(&again, second_at as u64).unwrap();
+        durable.send_replace(2);
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!((rec.lsn, rec.payload.as_slice()), (2, &b"kept"[..]));
+    }
+}

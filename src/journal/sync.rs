@@ -108,6 +108,8 @@ struct Shared {
     max_unsynced_bytes: usize,
     overlap_after: Duration,
     faults: Option<Arc<Faults>>,
+    /// Told when a sync fails (the writer then re-opens the journal).
+    on_failure: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Shared {
@@ -134,6 +136,7 @@ pub(super) struct Start {
     pub observer: Option<BatchObserver>,
     pub max_unsynced_bytes: usize,
     pub faults: Option<Arc<Faults>>,
+    pub on_failure: Box<dyn Fn() + Send + Sync>,
 }
 
 impl SyncStage {
@@ -161,6 +164,7 @@ impl SyncStage {
             max_unsynced_bytes: s.max_unsynced_bytes.max(1),
             overlap_after: OVERLAP_AFTER,
             faults: s.faults,
+            on_failure: s.on_failure,
         });
         let mut threads = Vec::with_capacity(SYNCERS);
         for i in 0..SYNCERS {
@@ -395,6 +399,7 @@ fn sync_written<'s>(shared: &'s Shared, mut st: MutexGuard<'s, State>) -> MutexG
         let err = JournalError::io("fdatasync", &path, e);
         let pending = poison(shared, st, &err);
         fail(pending, &err);
+        (shared.on_failure)();
         return shared.lock();
     }
     if st.poisoned.is_some() || target <= st.durable {

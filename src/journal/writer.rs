@@ -189,6 +189,11 @@ impl Writer {
                         rx.close();
                         closers.push(done);
                     }
+                    Request::Reopen => {
+                        if batch.is_empty() && self.stage.poisoned().is_some() {
+                            self.reopen();
+                        }
+                    }
                 }
                 if bytes < self.max_batch_bytes {
                     next = rx.try_recv().ok();
@@ -247,7 +252,11 @@ impl Writer {
                 self.stage
                     .submit(&self.seg.file, &path, last_lsn, written(batch, ws));
             }
-            Err(err) => self.stage.poison(&err, written(batch, ws)),
+            Err(err) => {
+                self.stage.poison(&err, written(batch, ws));
+                // At once, not at the next append: a quiet receiver is ready again now.
+                self.reopen();
+            }
         }
     }
 

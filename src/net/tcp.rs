@@ -31,6 +31,13 @@ use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::event::Transport;
 use crate::station::Station;
 
+/// Send buffer of a panel's connection. A panel reads each reply before it sends the next
+/// frame, so a few replies is all it ever has in flight; a peer that sends frames and never
+/// reads their replies fills this instead of the kernel's default (which grows to
+/// megabytes: tens of thousands of frames decided, journaled and synced for a peer that
+/// takes nothing), and is closed after the write timeout.
+const REPLY_BUFFER: usize = 16 * 1024;
+
 /// Junk log lines a minute at most, all connections together.
 static JUNK_LOG: Throttle = Throttle::per_minute(10);
 /// Connections refused, and accept failures (out of descriptors), all listeners together.
@@ -134,6 +141,7 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
         metrics.connections.with_label_values(&["accepted"]).inc();
         metrics.connections_open.inc();
         let _ = socket.set_nodelay(true);
+        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(REPLY_BUFFER);
         let conn = Connection {
             station: Arc::clone(&ctx.station),
             limits: ctx.limits.clone(),

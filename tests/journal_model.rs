@@ -1,15 +1,18 @@
 //! Model test: random appends, simulated crashes that damage what lies after the last sync,
-//! and reopens, checked against an in-memory model. Every record whose append returned `Ok`
-//! must come back, in order, exactly once, and appends must continue with the next LSN.
+//! failed syncs (the journal re-opens itself), and reopens, checked against an in-memory
+//! model. Every record whose append returned `Ok` must come back, in order, exactly once, a
+//! record whose sync failed never, and appends must continue with the next LSN.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use proptest::prelude::*;
+use std::sync::Arc;
 use tocsin::journal::recovery::scan_segment;
 use tocsin::journal::segment::{journal_dir, list_segments};
-use tocsin::journal::{record, Journal, JournalConfig, JournalReader, MIN_SEGMENT_SIZE};
+
+use tocsin::journal::{record, Faults, Journal, JournalConfig, JournalReader, MIN_SEGMENT_SIZE};
 
 #[derive(Debug, Clone)]
 enum Crash {
@@ -28,6 +31,8 @@ enum Op {
     Append(usize),
     Batch(Vec<usize>),
     NoWait(usize),
+    /// The sync of this append fails: refused, and the journal re-opens itself.
+    FailSync(usize),
     Crash(Crash),
 }
 
@@ -46,7 +51,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => len.clone().prop_map(Op::Append),
         2 => prop::collection::vec(len.clone(), 1..6).prop_map(Op::Batch),
-        1 => len.prop_map(Op::NoWait),
+        1 => len.clone().prop_map(Op::NoWait),
+        1 => len.prop_map(Op::FailSync),
         2 => crash.prop_map(Op::Crash),
     ]
 }
@@ -55,9 +61,10 @@ fn payload(lsn: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (lsn as usize * 31 + i) as u8).collect()
 }
 
-fn open(dir: &Path) -> (Journal, tocsin::journal::OpenReport) {
+fn open(dir: &Path, faults: &Arc<Faults>) -> (Journal, tocsin::journal::OpenReport) {
     let mut cfg = JournalConfig::new(dir);
     cfg.segment_size = MIN_SEGMENT_SIZE;
+    cfg.faults = Some(Arc::clone(faults));
     Journal::open(cfg).unwrap()
 }
 
@@ -107,7 +114,8 @@ fn run(ops: Vec<Op>) {
         .unwrap();
     rt.block_on(async {
         let mut model: Vec<(u64, i64, Vec<u8>)> = Vec::new();
-        let (mut j, _) = open(dir);
+        let faults = Faults::fail_syncs(0, 0);
+        let (mut j, _) = open(dir, &faults);
         for op in ops {
             let next = model.len() as u64 + 1;
             match op {
@@ -136,10 +144,23 @@ fn run(ops: Vec<Op>) {
                     j.append_nowait(next as i64, p.clone()).await.unwrap();
                     model.push((next, next as i64, p));
                 }
+                Op::FailSync(len) => {
+                    // Everything before is durable, so the failed sync concerns this append.
+                    while j.durable_lsn() < model.len() as u64 {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    let reopens = j.stats().reopens();
+                    faults.arm(1);
+                    assert!(j.append(next as i64, payload(next, len)).await.is_err());
+                    while j.stats().reopens() == reopens || j.stats().poisoned() {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    check(dir, &model);
+                }
                 Op::Crash(crash) => {
                     j.close().await.unwrap();
                     damage(dir, &crash, next);
-                    let (j2, rep) = open(dir);
+                    let (j2, rep) = open(dir, &faults);
                     // A torn write may leave whole records that were never acknowledged;
                     // they are legitimately kept (at least once). Adopt them into the model.
                     let extra = rep.last_lsn.checked_sub(model.len() as u64).unwrap();
@@ -158,7 +179,7 @@ fn run(ops: Vec<Op>) {
             }
         }
         j.close().await.unwrap();
-        let (j, rep) = open(dir);
+        let (j, rep) = open(dir, &faults);
         assert_eq!(rep.last_lsn, model.len() as u64);
         assert!(rep.torn_tail.is_none() && rep.corruptions.is_empty());
         j.close().await.unwrap();

@@ -37,6 +37,11 @@ impl Faults {
         })
     }
 
+    /// Fails the next `n` syncs.
+    pub fn arm(&self, n: u64) {
+        self.failing.fetch_add(n, Relaxed);
+    }
+
     /// The hook of an end-to-end test, when [`ENV`] is set and this is a debug build.
     pub fn from_env() -> Option<Arc<Faults>> {
         if !cfg!(debug_assertions) {

@@ -335,8 +335,10 @@ pub async fn run(
         m.journal_batch.observe(b.records as f64);
         m.journal_bytes.inc_by(b.bytes as u64);
     }));
+    let opening = Instant::now();
     let (journal, report) = Journal::open(jconfig)?;
-    tracing::info!(data_dir = %data_dir.display(), durable_lsn = journal.durable_lsn(), report = ?report, "journal open");
+    tracing::info!(data_dir = %data_dir.display(), durable_lsn = journal.durable_lsn(), took_ms = opening.elapsed().as_millis() as u64, report = ?report, "journal open");
+    let rebuilding = Instant::now();
     let handle = journal.handle();
 
     let dedup = Dedup::with_limit(config.dedup.window, config.dedup.max_keys);
@@ -352,6 +354,7 @@ pub async fn run(
     }
     tracing::info!(
         keys = dedup_keys,
+        took_ms = rebuilding.elapsed().as_millis() as u64,
         window_s = config.dedup.window.as_secs(),
         supervised_paths = supervisor.paths(),
         in_failure = supervisor.failed(),

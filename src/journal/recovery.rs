@@ -37,6 +37,12 @@ use super::record;
 use super::segment::{self, SegmentEntry, SEGMENT_HEADER_LEN};
 use super::summary::{self, Summary, Tag, Tagger};
 use super::Lsn;
+use crate::ops::throttle::{Throttle, Verdict};
+
+/// Damage found by a scan: each place is in the report; the log names the first ones.
+static DAMAGE_LOG: Throttle = Throttle::per_minute(20);
+/// Lines of a re-open after a failure, which a failing disk can repeat.
+static REOPEN_LOG: Throttle = Throttle::per_minute(5);
 
 /// What [`scan_segment`] learned about one segment's bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -237,10 +243,13 @@ fn push_damage(report: &mut OpenReport, path: &Path, scan: &SegmentScan) {
             resumed_at: Some(resumed),
             lost_records: resumed.saturating_sub(expected),
         };
-        tracing::error!(
-            ?c,
-            "journal corruption: records lost in the middle of a segment"
-        );
+        if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+            tracing::error!(
+                ?c,
+                suppressed,
+                "journal corruption: records lost in the middle of a segment"
+            );
+        }
         report.corruptions.push(c);
     }
 }
@@ -306,7 +315,14 @@ pub(crate) fn recover(
             Ok(s) => s,
             Err(JournalError::BadSegmentHeader { path, reason }) => {
                 // Not the active segment: lose it loudly, keep the receiver running.
-                tracing::error!(?path, reason, "unreadable journal segment header");
+                if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+                    tracing::error!(
+                        ?path,
+                        reason,
+                        suppressed,
+                        "unreadable journal segment header"
+                    );
+                }
                 let c = Corruption {
                     segment: path,
                     offset: 0,
@@ -423,7 +439,9 @@ fn sealed_summary(
     drop(bytes);
     push_damage(report, &seg.path, &scan);
     if scan.tail_garbage > 0 && scan.next_lsn == next_first {
-        tracing::warn!(path = ?seg.path, bytes = scan.tail_garbage, "stray bytes after the end of a sealed journal segment");
+        if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+            tracing::warn!(path = ?seg.path, bytes = scan.tail_garbage, suppressed, "stray bytes after the end of a sealed journal segment");
+        }
         report.corruptions.push(Corruption {
             segment: seg.path.clone(),
             offset: scan.valid_end as u64,
@@ -437,7 +455,9 @@ fn sealed_summary(
         Ok(()) => report.summaries_written += 1,
         // Only the next open is slower: it scans this segment again.
         Err(e) => {
-            tracing::warn!(path = ?seg.path, error = %e, "journal segment summary not written")
+            if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+                tracing::warn!(path = ?seg.path, error = %e, suppressed, "journal segment summary not written");
+            }
         }
     }
     Ok(s)
@@ -533,15 +553,20 @@ pub(crate) fn reopen_after_failure(
     }
     // Acknowledged records are missing: seal what is there, and continue after the gap.
     done.lost_records = durable + 1 - scan.next_lsn;
-    tracing::error!(
-        segment = ?last.path,
-        found_up_to = scan.next_lsn - 1,
-        durable,
-        lost = done.lost_records,
-        "journal: records a good sync had covered are not on disk any more"
-    );
+    if let Verdict::Log { suppressed } = REOPEN_LOG.check_now() {
+        tracing::error!(
+            segment = ?last.path,
+            found_up_to = scan.next_lsn - 1,
+            durable,
+            lost = done.lost_records,
+            suppressed,
+            "journal: records a good sync had covered are not on disk any more"
+        );
+    }
     if let Err(e) = summary::store(&last.path, &scan.summary(first, last.len, tagger)) {
-        tracing::warn!(path = ?last.path, error = %e, "journal segment summary not written");
+        if let Verdict::Log { suppressed } = REOPEN_LOG.check_now() {
+            tracing::warn!(path = ?last.path, error = %e, suppressed, "journal segment summary not written");
+        }
     }
     let (file, path) = segment::create_segment(dir, durable + 1, segment_size)?;
     let r = Recovered {
@@ -580,7 +605,9 @@ fn check_handover(
             resumed_at: Some(seg.first_lsn),
             lost_records: seg.first_lsn - expected,
         };
-        tracing::error!(?c, "journal: gap between segments");
+        if let Verdict::Log { suppressed } = DAMAGE_LOG.check_now() {
+            tracing::error!(?c, suppressed, "journal: gap between segments");
+        }
         report.corruptions.push(c);
     }
     Ok(())

@@ -13,7 +13,7 @@
 # (libFuzzer's -merge=1, as `cargo fuzz cmin` does), so the corpus stays small enough to
 # commit. Crashes, timeouts and leaks are kept in fuzz/artifacts/<target>/ and counted in
 # the table; the script exits 1 if there is any. A crash found becomes a regression test
-# in tests/ (see tests/fuzz_regressions.rs).
+# in tests/.
 set -euo pipefail
 
 DURATION=${1:?usage: run-all.sh DURATION (e.g. 30m)}

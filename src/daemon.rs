@@ -725,9 +725,26 @@ fn rebuild_dedup(journal: &Journal, dedup: &Dedup, window: Duration, max_keys: u
             return 0;
         }
     };
-    for &(ts, key) in &tags {
-        dedup.insert(ContentKey(key), ts);
-    }
+    // Up to 4 M keys: shared among the cores. A key's dedup shard is picked from its low
+    // bits, so threads taking keys by their low bits rarely meet on a shard's lock (never
+    // with a power of two of them), and each shard still gets its keys in time order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .next_power_of_two()
+        .min(4) as u64;
+    let threads = if tags.len() < 10_000 { 1 } else { threads };
+    dedup.reserve(tags.len());
+    std::thread::scope(|s| {
+        for part in 0..threads {
+            let tags = &tags;
+            s.spawn(move || {
+                for &(ts, key) in tags.iter().filter(|(_, k)| *k as u64 % threads == part) {
+                    dedup.insert(ContentKey(key), ts);
+                }
+            });
+        }
+    });
     tags.len()
 }
 

@@ -340,12 +340,17 @@ impl Journal {
             found += tags.len();
             parts.push(tags);
         }
-        let mut out = Vec::with_capacity(found.min(max));
+        // Oldest first, leaving out the oldest beyond `max`.
+        let mut skip = found.saturating_sub(max);
+        let mut out = Vec::with_capacity(found - skip);
         for part in parts.into_iter().rev() {
-            out.extend(part);
+            if let Some(newer) = part.get(skip..) {
+                out.extend_from_slice(newer);
+                skip = 0;
+            } else {
+                skip -= part.len();
+            }
         }
-        let extra = out.len().saturating_sub(max);
-        out.drain(..extra);
         Ok(out)
     }
 
@@ -395,7 +400,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Faults;
+    use crate::journal::{Faults, MinFree};
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -544,6 +549,64 @@ mod tests {
         assert_eq!(rep.summaries_written, rep.segments - 1);
         assert_eq!(j.tags_since(0, usize::MAX).unwrap(), want(0, usize::MAX));
         rt().block_on(j.close()).unwrap();
+    }
+
+    #[test]
+    fn no_room_refuses_before_writing_and_the_journal_stays_whole() {
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let mut cfg = JournalConfig::new(tmp.path());
+        cfg.segment_size = MIN_SEGMENT_SIZE;
+        // No file system has this much free: every new segment is refused.
+        cfg.min_free = MinFree::Percent(100.0);
+        let acked = rt().block_on(async {
+            let (j, _) = Journal::open(cfg).unwrap();
+            let mut acked = Vec::new();
+            let refused = loop {
+                match j.append(1, vec![b'x'; 500]).await {
+                    Ok(lsn) => acked.push(lsn),
+                    Err(e) => break e,
+                }
+                assert!(acked.len() < 100, "never refused");
+            };
+            assert!(
+                matches!(refused, JournalError::BelowMinFree { .. }),
+                "{refused}"
+            );
+            assert!(refused.is_out_of_space());
+            assert!(j.stats().space_low() && !j.stats().poisoned());
+            assert_eq!(j.stats().refused(), 1);
+            // Retention is told, and a batch is refused whole.
+            tokio::time::timeout(std::time::Duration::from_secs(1), j.space_wanted())
+                .await
+                .unwrap();
+            // A batch whose first record would fit and whose second would not: refused
+            // whole, nothing of it written; a small record still fits.
+            let last = *acked.last().unwrap();
+            let batch = vec![(2, vec![1; 10]), (2, vec![1; 600])];
+            assert!(j.append_batch(batch).await.is_err());
+            assert_eq!(j.durable_lsn(), last);
+            assert_eq!(j.append(2, vec![1; 10]).await.unwrap(), last + 1);
+            acked.push(last + 1);
+            j.close().await.unwrap();
+            acked
+        });
+        // Nothing refused was written: with room again, appends go on at the next LSN.
+        rt().block_on(async {
+            let mut cfg = JournalConfig::new(tmp.path());
+            cfg.segment_size = MIN_SEGMENT_SIZE;
+            let (j, rep) = Journal::open(cfg).unwrap();
+            assert!(
+                rep.torn_tail.is_none() && rep.corruptions.is_empty(),
+                "{rep:?}"
+            );
+            assert_eq!(rep.last_lsn, acked.len() as u64);
+            assert_eq!(
+                j.append(3, b"room".to_vec()).await.unwrap(),
+                rep.last_lsn + 1
+            );
+            assert!(!j.stats().space_low());
+            j.close().await.unwrap();
+        });
     }
 
     #[test]

@@ -231,7 +231,9 @@ pub struct JournalConfig {
     pub commit_interval_after: usize,
     /// Called after each successful group commit (metrics).
     pub observer: Option<BatchObserver>,
-    /// Free space a new segment must leave on the file system (2 % by default).
+    /// Free space a new segment must leave on the file system. None by default here (a
+    /// tool filling a journal on a scratch disk wants none); the daemon sets `[journal]
+    /// min_free`, 2 % by default.
     pub min_free: MinFree,
     /// Derives each record's tag, kept in the segment summaries (see [`summary`]).
     pub tagger: Option<Tagger>,
@@ -242,8 +244,8 @@ pub struct JournalConfig {
 
 impl JournalConfig {
     /// Defaults: 64 MiB segments, 4096 queued requests, 8 MiB batches, no commit interval
-    /// (and, when one is set, it applies after commits of 16 records or more), 2 % of the
-    /// file system kept free, no tags.
+    /// (and, when one is set, it applies after commits of 16 records or more), no free
+    /// space kept beyond what the disk refuses, no tags.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         JournalConfig {
             data_dir: data_dir.as_ref().to_path_buf(),
@@ -253,7 +255,7 @@ impl JournalConfig {
             commit_interval: Duration::ZERO,
             commit_interval_after: 16,
             observer: None,
-            min_free: MinFree::default(),
+            min_free: MinFree::Bytes(0),
             tagger: None,
             faults: None,
         }

@@ -94,6 +94,17 @@ impl Dedup {
         }
     }
 
+    /// Makes room for about `keys` more keys at once (the window rebuilt at start), so that
+    /// the tables do not grow step by step while millions are entered.
+    pub fn reserve(&self, keys: usize) {
+        let per_shard = (keys / SHARDS + 1).min(self.shard_cap);
+        for shard in &self.shards {
+            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            s.expiry.reserve(per_shard);
+            s.order.reserve(per_shard);
+        }
+    }
+
     /// Keys dropped before their window ended because the cap was reached.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Relaxed)

@@ -2,5 +2,6 @@
 //! limits; hands each frame to the station and writes back what it answers.
 
 pub mod codec;
+mod junk;
 pub mod tcp;
 pub mod udp;

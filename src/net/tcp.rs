@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::{Cut, Dc09Codec};
+use super::junk::JunkCounters;
 use crate::ops::config::LimitsSection;
 use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::event::Transport;
@@ -37,6 +38,12 @@ use crate::station::Station;
 /// megabytes: tens of thousands of frames decided, journaled and synced for a peer that
 /// takes nothing), and is closed after the write timeout.
 const REPLY_BUFFER: usize = 16 * 1024;
+
+/// Receive buffer of a panel's connection: a frame is at most a few kilobytes and a panel
+/// sends the next only after its ACK; the kernel's default grows to megabytes, which a
+/// peer that floods bytes the daemon will not read (junk past its budget, frames behind a
+/// reply it does not take) would hold, thousands of connections at once.
+const FRAME_BUFFER: usize = 64 * 1024;
 
 /// Junk log lines a minute at most, all connections together.
 static JUNK_LOG: Throttle = Throttle::per_minute(10);
@@ -98,6 +105,7 @@ pub struct TcpContext {
 /// Accepts connections until `ctx.shutdown` fires.
 pub async fn serve(listener: TcpListener, ctx: TcpContext) {
     let mut backoff = Duration::from_millis(5);
+    let junk = Arc::new(JunkCounters::new(&ctx.station.metrics, "tcp"));
     loop {
         let permit = tokio::select! {
             biased;
@@ -141,7 +149,9 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
         metrics.connections.with_label_values(&["accepted"]).inc();
         metrics.connections_open.inc();
         let _ = socket.set_nodelay(true);
-        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(REPLY_BUFFER);
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_send_buffer_size(REPLY_BUFFER);
+        let _ = sock.set_recv_buffer_size(FRAME_BUFFER);
         let conn = Connection {
             station: Arc::clone(&ctx.station),
             limits: ctx.limits.clone(),
@@ -150,6 +160,7 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
             // takes on every poll, bouncing between the cores.
             shutdown: ctx.shutdown.child_token(),
             peer,
+            junk: Arc::clone(&junk),
         };
         ctx.tracker.spawn(async move {
             conn.run(socket).await;
@@ -164,6 +175,7 @@ struct Connection {
     limits: LimitsSection,
     shutdown: CancellationToken,
     peer: SocketAddr,
+    junk: Arc<JunkCounters>,
 }
 
 impl Connection {
@@ -259,14 +271,7 @@ impl Connection {
                     }
                 }
                 Cut::Junk { len, reason } => {
-                    metrics
-                        .junk
-                        .with_label_values(&["tcp", reason.as_str()])
-                        .inc();
-                    metrics
-                        .junk_bytes
-                        .with_label_values(&["tcp", reason.as_str()])
-                        .inc_by(len as u64);
+                    self.junk.count(reason, len);
                     if let Verdict::Log { suppressed } = JUNK_LOG.check_now() {
                         tracing::warn!(peer = %self.peer, bytes = len, reason = reason.as_str(), suppressed, "dropped bytes that are not a DC-09 frame");
                     }

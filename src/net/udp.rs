@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::datagram_junk;
+use super::junk::JunkCounters;
 use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::dc09::MAX_FRAME_LEN;
 use crate::receiver::event::Transport;
 use crate::station::Station;
 
 static SEND_LOG: Throttle = Throttle::per_minute(5);
+static JUNK_LOG: Throttle = Throttle::per_minute(5);
 
 /// Datagrams being handled at once per UDP socket.
 const IN_FLIGHT: usize = 4096;
@@ -34,6 +36,7 @@ pub async fn serve(
 ) {
     let socket = Arc::new(socket);
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let junk = JunkCounters::new(&station.metrics, "udp");
     // One byte more than the largest frame: a datagram that fills it was too long.
     let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
     // One future for the socket's life: a new `cancelled()` future registers with the
@@ -63,16 +66,10 @@ pub async fn serve(
         };
         let bytes = buf.get(..n).unwrap_or_default();
         if let Some(reason) = datagram_junk(bytes) {
-            station
-                .metrics
-                .junk
-                .with_label_values(&["udp", reason.as_str()])
-                .inc();
-            station
-                .metrics
-                .junk_bytes
-                .with_label_values(&["udp", reason.as_str()])
-                .inc_by(n as u64);
+            junk.count(reason, n);
+            if let Verdict::Log { suppressed } = JUNK_LOG.check_now() {
+                tracing::warn!(peer = %peer, bytes = n, reason = reason.as_str(), suppressed, "dropped a datagram that is not a DC-09 frame");
+            }
             continue;
         }
         let datagram = bytes.to_vec();

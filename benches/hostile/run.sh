@@ -74,20 +74,22 @@ phase() {
     i=$((i + 1))
   done
   [ $# -gt 0 ] && sleep "$WARMUP"
-  local l0 t0 l1 t1
+  local l0 t0 l1 t1 c0 c1
   l0=$(lines)
+  c0=$(cpu_ticks "$TOCSIN_PID")
   t0=$(date +%s.%N)
   "$BIN" load --to "127.0.0.1:$PORT" --conns 1 --rate "$RATE" --duration "$DURATION" \
     --mix sia >"$WORK/$name.load.json" 2>>"$WORK/load.err" || true
   l1=$(lines)
+  c1=$(cpu_ticks "$TOCSIN_PID")
   t1=$(date +%s.%N)
   for p in "${ATTACKERS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${ATTACKERS[@]}"; do wait "$p" 2>/dev/null || true; done
   ATTACKERS=()
   kill -0 "$TOCSIN_PID" 2>/dev/null || { echo "tocsin died during $name:" >&2; tail "$LOG" >&2; exit 1; }
-  python3 - "$WORK" "$name" "$l0" "$l1" "$t0" "$t1" "$@" <<'PY'
+  python3 - "$WORK" "$name" "$l0" "$l1" "$t0" "$t1" "$c0" "$c1" "$(getconf CLK_TCK)" "$@" <<'PY'
 import json, sys
-work, name, l0, l1, t0, t1, *attacks = sys.argv[1:]
+work, name, l0, l1, t0, t1, c0, c1, hz, *attacks = sys.argv[1:]
 load = json.load(open(f"{work}/{name}.load.json"))
 lat = load.get("latency_us") or {}
 did = []
@@ -107,6 +109,7 @@ row = {
     "ack": load.get("ack"), "nak": load.get("nak"), "timeouts": load.get("timeouts"),
     "errors": load.get("errors"), "lines_per_min": (int(l1) - int(l0)) / minutes,
     "did": "; ".join(did) or "-",
+    "cpu": (int(c1) - int(c0)) / int(hz) / max(float(t1) - float(t0), 1e-9),
 }
 print(json.dumps(row))
 PY
@@ -134,13 +137,13 @@ python3 - "$ROWS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 base = rows[0]["p99"] or 0
-print("| load | ACK p50 | ACK p99 | p99 − baseline | ≤ +3 ms | max | panel ACK / NAK / timeouts | log lines a minute | ≤ 60 | what the attacker did |")
-print("| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | --- |")
+print("| load | ACK p50 | ACK p99 | p99 − baseline | ≤ +3 ms | max | panel ACK / NAK / timeouts | daemon CPU | log lines a minute | ≤ 60 | what the attacker did |")
+print("| --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | --- | --- |")
 ms = lambda us: "?" if us is None else f"{us / 1000:.2f} ms"
 for r in rows:
     d = None if r["p99"] is None else r["p99"] - base
     ok_lat = "?" if d is None else ("yes" if d <= 3000 else "**no**")
     ok_log = "yes" if r["lines_per_min"] <= 60 else "**no**"
     print(f"| {r['name']} | {ms(r['p50'])} | {ms(r['p99'])} | {'' if d is None else ('+' if d >= 0 else '') + ms(d)} | {ok_lat} "
-          f"| {ms(r['max'])} | {r['ack']} / {r['nak']} / {r['timeouts']} | {r['lines_per_min']:.0f} | {ok_log} | {r['did']} |")
+          f"| {ms(r['max'])} | {r['ack']} / {r['nak']} / {r['timeouts']} | {r['cpu'] * 100:.0f} % | {r['lines_per_min']:.0f} | {ok_log} | {r['did']} |")
 PY

@@ -45,11 +45,6 @@ pub async fn serve(
     let stop = shutdown.cancelled();
     tokio::pin!(stop);
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
         let received = tokio::select! {
             biased;
             _ = &mut stop => return,
@@ -73,6 +68,13 @@ pub async fn serve(
             continue;
         }
         let datagram = bytes.to_vec();
+        // A slot per frame being handled, taken once the datagram is known to be one:
+        // junk costs no slot, and while every slot is taken nothing more is received.
+        let permit = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
         let station = Arc::clone(&station);
         let socket = Arc::clone(&socket);
         tracker.spawn(async move {

@@ -36,8 +36,22 @@ pub const MAX_HTTP_CONNECTIONS: usize = 128;
 static REFUSED_LOG: Throttle = Throttle::new(1);
 static DENIED_LOG: Throttle = Throttle::new(1);
 
-/// Seconds between two refreshes of a page (with scripts; three times that without).
+/// Seconds between two refreshes of a page (with scripts; three times that without), unless
+/// the address says `?refresh=N` (a wall display may want less often, a test more).
 const PAGE_REFRESH_S: u32 = 10;
+const PAGE_REFRESH_RANGE: std::ops::RangeInclusive<u32> = 2..=3600;
+
+fn refresh_of(req: &Request<Incoming>) -> u32 {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("refresh="))
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(PAGE_REFRESH_S, |n| {
+            n.clamp(*PAGE_REFRESH_RANGE.start(), *PAGE_REFRESH_RANGE.end())
+        })
+}
 
 /// What the endpoints read.
 pub trait Probe: Send + Sync + 'static {
@@ -119,7 +133,9 @@ async fn site_route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full
         );
     }
     match probe.diag(account.to_string(), None).await {
-        Ok(v) => html_page(StatusCode::OK, |chrome| page::site(&v, chrome)),
+        Ok(v) => html_page(StatusCode::OK, refresh_of(req), |chrome| {
+            page::site(&v, chrome)
+        }),
         Err(why) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -133,12 +149,13 @@ async fn site_route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full
 /// carries, no framing.
 fn html_page(
     code: StatusCode,
+    refresh_s: u32,
     render: impl FnOnce(&page::Chrome<'_>) -> String,
 ) -> Response<Full<Bytes>> {
     let nonce = format!("{:032x}", rand::random::<u128>());
     let chrome = page::Chrome {
         nonce: &nonce,
-        refresh_s: PAGE_REFRESH_S,
+        refresh_s,
     };
     let mut r = reply(code, "text/html; charset=utf-8", render(&chrome));
     let csp = format!(
@@ -225,7 +242,7 @@ fn check_access(
                 tracing::warn!(%peer, suppressed, "HTTP request without a valid token refused (401)");
             }
             let mut r = if is_page(path) {
-                html_page(StatusCode::UNAUTHORIZED, page::token_needed)
+                html_page(StatusCode::UNAUTHORIZED, PAGE_REFRESH_S, page::token_needed)
             } else {
                 reply(
                     StatusCode::UNAUTHORIZED,
@@ -271,7 +288,9 @@ async fn handle(
         site_route(probe, req).await
     } else if path == "/" {
         let data = probe.page();
-        html_page(StatusCode::OK, |chrome| page::overview(&data, chrome))
+        html_page(StatusCode::OK, refresh_of(req), |chrome| {
+            page::overview(&data, chrome)
+        })
     } else {
         route(probe, req)
     }

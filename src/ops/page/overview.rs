@@ -2,8 +2,9 @@
 //!
 //! Order: a banner that says "all clear" or lists what is wrong; the chain (receiver,
 //! listeners, journal, sinks, supervision, and any section the status document gained);
-//! the sites in failure, longest first (the first [`FAILURES_LISTED`], then a count, as
-//! `tocsin status` prints them); the last hour as charts; the latest alarms.
+//! the last hour as charts; the latest alarms; the sites in failure, longest first (the
+//! first [`FAILURES_LISTED`], then a count, as `tocsin status` prints them), last because
+//! the list is long and the banner links to it.
 
 use std::fmt::Write;
 
@@ -119,8 +120,9 @@ pub fn overview(data: &Value, chrome: &Chrome<'_>) -> String {
     let failed = failures(data).len();
     let _ = write!(
         o,
-        "<nav><a href=\"#chain\">Chain</a><a href=\"#failures\">Sites in failure ({failed})</a>\
-         <a href=\"#hour\">Last hour</a><a href=\"#alarms\">Latest alarms</a></nav></header>"
+        "<nav><a href=\"#chain\">Chain</a><a href=\"#hour\">Last hour</a>\
+         <a href=\"#alarms\">Latest alarms</a>\
+         <a href=\"#failures\">Sites in failure ({failed})</a></nav></header>"
     );
     if trouble.is_empty() {
         o.push_str(
@@ -177,9 +179,9 @@ pub fn overview(data: &Value, chrome: &Chrome<'_>) -> String {
     }
     o.push_str("</div>");
 
-    failures_section(&mut o, data);
     last_hour_section(&mut o, data);
     alarms_section(&mut o, data);
+    failures_section(&mut o, data);
     o.push_str("</main>");
 
     let title = if trouble.is_empty() {

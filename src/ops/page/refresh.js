@@ -21,6 +21,7 @@
         document.querySelector("main").replaceWith(document.adoptNode(fresh));
         document.title = doc.title;
         document.body.classList.remove("stale");
+        document.body.dataset.updates = (Number(document.body.dataset.updates) || 0) + 1;
         updated = new Date();
       })
       .catch(function (e) { failed(e.message || "unreachable"); })

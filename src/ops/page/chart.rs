@@ -83,12 +83,13 @@ pub fn stacked_bars(
         Esc(caption),
         Esc(caption)
     );
-    // Axes and grid: 0, half, top.
-    for (v, label) in [
-        (0, "0".to_string()),
-        (top / 2, (top / 2).to_string()),
-        (top, top.to_string()),
-    ] {
+    // Axes and grid: 0, half (when it is a whole number), top.
+    let mut lines = vec![0, top];
+    if top.is_multiple_of(2) {
+        lines.insert(1, top / 2);
+    }
+    for v in lines {
+        let label = v.to_string();
         let y = n(y_of(v as f64));
         let _ = write!(
             o,
@@ -100,9 +101,11 @@ pub fn stacked_bars(
     }
     for (i, label) in ticks {
         let x = n(LEFT + *i as f64 * slot + bar_w / 2.0);
+        // The last label ends at its bar, inside the chart.
+        let class = if i + 1 == bars { "ax e" } else { "ax" };
         let _ = write!(
             o,
-            "<text class=\"ax\" x=\"{x}\" y=\"{}\">{}</text>",
+            "<text class=\"{class}\" x=\"{x}\" y=\"{}\">{}</text>",
             n(H - 5.0),
             Esc(label)
         );

@@ -39,16 +39,18 @@ static DENIED_LOG: Throttle = Throttle::new(1);
 /// Seconds between two refreshes of a page (with scripts; three times that without), unless
 /// the address says `?refresh=N` (a wall display may want less often, a test more).
 const PAGE_REFRESH_S: u32 = 10;
+/// A site's page reads a day of the journal each time: less often.
+const SITE_REFRESH_S: u32 = 60;
 const PAGE_REFRESH_RANGE: std::ops::RangeInclusive<u32> = 2..=3600;
 
-fn refresh_of(req: &Request<Incoming>) -> u32 {
+fn refresh_of(req: &Request<Incoming>, default: u32) -> u32 {
     req.uri()
         .query()
         .unwrap_or("")
         .split('&')
         .find_map(|p| p.strip_prefix("refresh="))
         .and_then(|v| v.parse::<u32>().ok())
-        .map_or(PAGE_REFRESH_S, |n| {
+        .map_or(default, |n| {
             n.clamp(*PAGE_REFRESH_RANGE.start(), *PAGE_REFRESH_RANGE.end())
         })
 }
@@ -133,7 +135,7 @@ async fn site_route(probe: &dyn Probe, req: &Request<Incoming>) -> Response<Full
         );
     }
     match probe.diag(account.to_string(), None).await {
-        Ok(v) => html_page(StatusCode::OK, refresh_of(req), |chrome| {
+        Ok(v) => html_page(StatusCode::OK, refresh_of(req, SITE_REFRESH_S), |chrome| {
             page::site(&v, chrome)
         }),
         Err(why) => reply(
@@ -288,7 +290,7 @@ async fn handle(
         site_route(probe, req).await
     } else if path == "/" {
         let data = probe.page();
-        html_page(StatusCode::OK, refresh_of(req), |chrome| {
+        html_page(StatusCode::OK, refresh_of(req, PAGE_REFRESH_S), |chrome| {
             page::overview(&data, chrome)
         })
     } else {

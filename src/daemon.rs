@@ -155,11 +155,87 @@ impl Health {
             "nak": c.nak,
             "duh": c.duh,
             "none": c.none,
+            "events": crate::ops::recent::classes_json(&self.station.recent.last_hour_events(unix_now())),
         })
     }
 }
 
+/// What only the start-of-shift page shows.
+impl Health {
+    /// Each sink (stdout, file, nats, …) as its metrics know it: connected (when it has a
+    /// connection), backlog.
+    fn sinks(&self) -> serde_json::Value {
+        use prometheus::core::Collector;
+        let mut sinks: std::collections::BTreeMap<
+            String,
+            serde_json::Map<String, serde_json::Value>,
+        > = Default::default();
+        let families = [
+            ("backlog", self.metrics.sink_backlog.collect()),
+            ("connected", self.metrics.sink_connected.collect()),
+        ];
+        for (field, list) in families {
+            for m in list.iter().flat_map(|f| f.get_metric()) {
+                let Some(name) = m.get_label().iter().find(|l| l.name() == "sink") else {
+                    continue;
+                };
+                let v = m.get_gauge().get_value();
+                let value = if field == "connected" {
+                    serde_json::Value::from(v >= 1.0)
+                } else {
+                    serde_json::Value::from(v as i64)
+                };
+                sinks
+                    .entry(name.value().to_string())
+                    .or_default()
+                    .insert(field.into(), value);
+            }
+        }
+        sinks
+            .into_iter()
+            .map(|(name, mut fields)| {
+                fields.insert("name".into(), name.into());
+                serde_json::Value::Object(fields)
+            })
+            .collect()
+    }
+
+    fn journal_size(&self) -> Option<u64> {
+        let dir = crate::journal::segment::journal_dir(self.journal.data_dir());
+        let segments = crate::journal::segment::list_segments(&dir).ok()?;
+        Some(segments.iter().map(|s| s.len).sum())
+    }
+}
+
 impl Probe for Health {
+    fn page(&self) -> serde_json::Value {
+        let mut v = self.status();
+        let now = time::UtcDateTime::now();
+        let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let recent = &self.station.recent;
+        if let Some(o) = v.as_object_mut() {
+            let now_text = crate::receiver::event::panel_rfc3339(now);
+            o.insert("now".into(), now_text.as_str().into());
+            o.insert("now_unix".into(), now_s.into());
+            let minutes = serde_json::to_value(recent.minutes(now_s)).unwrap_or_default();
+            o.insert("last_hour_minutes".into(), minutes);
+            let alarms = serde_json::to_value(recent.alarms()).unwrap_or_default();
+            o.insert("latest_alarms".into(), alarms);
+            o.insert("sinks".into(), self.sinks());
+            if let (Some(j), Some(size)) = (
+                o.get_mut("journal").and_then(|j| j.as_object_mut()),
+                self.journal_size(),
+            ) {
+                j.insert("size_bytes".into(), size.into());
+            }
+        }
+        v
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.metrics.http_refused.with_label_values(&[reason]).inc();
+    }
+
     /// Scans the daemon's own journal (the last 24 h unless told) on a blocking thread,
     /// then overlays what the running supervisor knows of the account's paths.
     fn diag(&self, account: String, since_micros: Option<i64>) -> http::DiagFuture {
@@ -378,12 +454,27 @@ pub async fn run(
         started: Instant::now(),
     });
     let mut http_bound = None;
+    // The access rules never stop the start: at worst only /healthz and /readyz are served.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let access = crate::ops::http_access::load(
+        &config.http,
+        http_addr,
+        &config.path,
+        credentials.as_deref(),
+    );
+    for w in &access.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(why) = &access.error {
+        tracing::error!("{why}");
+    }
     match http::bind(http_addr).await {
         Ok(l) => {
             http_bound = l.local_addr().ok();
             tokio::spawn(http::serve(
                 l,
                 health.clone() as Arc<dyn Probe>,
+                Arc::new(access.access),
                 http_stop.clone(),
             ));
         }

@@ -133,6 +133,7 @@ impl Station {
             events: std::mem::take(&mut d.events),
         };
         let classes = class_counts(&record.events);
+        let mut alarms = crate::ops::recent::alarms_of(&record.events);
         let payload = record.into_bytes();
 
         // When the reply was ready, if known before the end: the time after a durable
@@ -155,6 +156,8 @@ impl Station {
                             self.dedup.insert(k, now_us);
                         }
                         self.series.events(&classes);
+                        self.recent
+                            .record_events(now_s, &classes, std::mem::take(&mut alarms));
                         Some(ack)
                     }
                     Err(e) => {
@@ -180,6 +183,8 @@ impl Station {
                 // Rejections that raised an event (unknown account, clear frame on an
                 // encrypted account) are journaled without making the panel wait.
                 self.series.events(&classes);
+                self.recent
+                    .record_events(now_s, &classes, std::mem::take(&mut alarms));
                 self.audit(now_us, payload).await;
                 Some(bytes)
             }
@@ -265,6 +270,8 @@ impl Station {
                 }
                 self.series.event(e.class, 1);
             }
+            self.recent
+                .record_events(now_s, &class_counts(&events), Vec::new());
             records.push((ts, JournalRecord::internal(at.clone(), events).into_bytes()));
         }
         let untold = CHANGE_LOG.take_suppressed();

@@ -121,6 +121,17 @@ pub fn check_config(args: CheckConfigArgs) -> Result<i32> {
                 c.time.check_clear
             );
             println!("  dedup window   {}s", c.dedup.window.as_secs());
+            // HTTP settings warn, never fail: they never keep the receiver down either.
+            let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+            let access = tocsin::ops::http_access::load(
+                &c.http,
+                c.http_address(),
+                &c.path,
+                credentials.as_deref(),
+            );
+            for w in access.warnings.iter().chain(&access.error) {
+                eprintln!("warning: {w}");
+            }
             Ok(0)
         }
         Err(e) => {

@@ -264,6 +264,18 @@ pub struct HttpSection {
     /// Metrics, health and status. Loopback by default: it is for the station's own tools.
     #[serde(default)]
     pub address: Option<SocketAddr>,
+    /// A file holding the bearer token every route but `/healthz` and `/readyz` asks for.
+    /// A relative path is read from `$CREDENTIALS_DIRECTORY` when set (systemd
+    /// `LoadCredential=`), else from the configuration file's directory.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Serve every route without a token on a non-loopback address. Off by default: off
+    /// loopback, without a token, only `/healthz` and `/readyz` are served.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Serve `/metrics` without the token (a Prometheus scraper with no secret).
+    #[serde(default)]
+    pub metrics_unauthenticated: bool,
 }
 
 /// `[bus]`: where events are published.

@@ -70,6 +70,7 @@ pub struct Metrics {
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
+    pub http_refused: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -307,6 +308,15 @@ impl Metrics {
         for action in ["nak", "audit_lost"] {
             journal_errors.with_label_values(&[action]);
         }
+        let http_refused = counter_vec(
+            &r,
+            "tocsin_http_refused_total",
+            "HTTP requests refused by the access rules: unauthorized (no valid token), locked (off loopback without a token: only /healthz and /readyz served).",
+            &["reason"],
+        )?;
+        for reason in ["unauthorized", "locked"] {
+            http_refused.with_label_values(&[reason]);
+        }
         Ok(Metrics {
             registry: r,
             frames,
@@ -338,6 +348,7 @@ impl Metrics {
             supervision_paths,
             supervision_failed,
             supervision_refused,
+            http_refused,
         })
     }
 

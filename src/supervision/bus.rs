@@ -37,6 +37,11 @@ const KEEP_BEATS: Duration = Duration::from_secs(300);
 /// The stream's size at most; past it the oldest beats go first.
 const KEEP_BYTES: i64 = 64 << 20;
 
+/// The consumer sees this receiver's own beats too, one a second: nothing at all for this
+/// long means it is stuck (a server restarted with the stream made anew, sequences from 1
+/// again), and it is made again.
+const QUIET_LIMIT: Duration = Duration::from_secs(10);
+
 /// Entries per message: a beat of a very large station is cut into messages far under
 /// NATS's default 1 MB payload limit (an entry is about 40 bytes).
 const ENTRIES_PER_MESSAGE: usize = 4000;
@@ -179,14 +184,14 @@ pub async fn run(
     tracing::info!(url = %config.url, stream = %names.stream, subject = %names.mine, "supervision shared over the bus");
     let reader = tokio::spawn(consume(
         js.clone(),
-        names.stream.clone(),
-        names.filter.clone(),
+        Names::new(&config, &me),
+        config.clone(),
         me.clone(),
         into,
         Arc::clone(&metrics),
         stop.clone(),
     ));
-    publish(js, names, me, out, pending, metrics).await;
+    publish(js, &names, &config, me, out, pending, metrics).await;
     reader.abort();
     let _ = reader.await;
 }
@@ -288,7 +293,8 @@ impl Pending {
 /// `out` closes; the last beat (the bye) gets one try of a few seconds.
 async fn publish(
     js: jetstream::Context,
-    names: Names,
+    names: &Names,
+    config: &NatsConfig,
     me: String,
     mut out: mpsc::Receiver<Outgoing>,
     mut pending: Pending,
@@ -325,6 +331,19 @@ async fn publish(
             return;
         }
         if !pending.due || (retry_at.is_some_and(|t| tokio::time::Instant::now() < t)) {
+            continue;
+        }
+        // After a failure the stream may be gone (a restarted server keeps no memory
+        // stream): make sure it is there before trying again.
+        let ready = if retry_at.is_some() {
+            ensure_stream(&js, names, config).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = ready {
+            trouble.failed(&e, &metrics);
+            retry_at = Some(tokio::time::Instant::now() + backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         }
         match send(&js, &names.mine, &pending, &me).await {
@@ -371,12 +390,12 @@ async fn send(
 }
 
 /// Reads every receiver's beats (from the newest at first, then without a gap: the
-/// ordered consumer resumes from the last sequence it delivered) and hands the peers'
-/// ones to the supervision task.
+/// consumer resumes from the last sequence it delivered) and hands the peers' ones to the
+/// supervision task.
 async fn consume(
     js: jetstream::Context,
-    stream: String,
-    filter: String,
+    names: Names,
+    config: NatsConfig,
     me: String,
     into: mpsc::Sender<Incoming>,
     metrics: Arc<Metrics>,
@@ -389,39 +408,18 @@ async fn consume(
     let mut next: Option<u64> = None;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let deliver_policy = match next {
-            None => consumer::DeliverPolicy::New,
-            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-        };
-        let messages = async {
-            let s = js
-                .get_stream(&stream)
-                .await
-                .map_err(|e| BusError::Consume(e.to_string()))?;
-            let c = s
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: filter.clone(),
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| BusError::Consume(e.to_string()))?;
-            c.messages()
-                .await
-                .map_err(|e| BusError::Consume(e.to_string()))
-        };
-        let messages = tokio::select! {
-            m = messages => m,
+        let opened = tokio::select! {
+            m = open(&js, &names, &config, next) => m,
             _ = stop.cancelled() => return,
         };
-        match messages {
+        match opened {
             Ok(mut messages) => loop {
                 let m = tokio::select! {
-                    m = messages.next() => m,
+                    m = tokio::time::timeout(QUIET_LIMIT, messages.next()) => m,
                     _ = stop.cancelled() => return,
                 };
                 match m {
-                    Some(Ok(msg)) => {
+                    Ok(Some(Ok(msg))) => {
                         trouble.ok();
                         backoff = Duration::from_millis(200);
                         let received = Instant::now();
@@ -431,10 +429,8 @@ async fn consume(
                         let beat: Beat = match serde_json::from_slice(&msg.payload) {
                             Ok(b) => b,
                             Err(e) => {
-                                trouble.failed(
-                                    &BusError::Consume(format!("a beat that is not one: {e}")),
-                                    &metrics,
-                                );
+                                let e = BusError::Consume(format!("a beat that is not one: {e}"));
+                                trouble.failed(&e, &metrics);
                                 continue;
                             }
                         };
@@ -449,11 +445,16 @@ async fn consume(
                             return;
                         }
                     }
-                    Some(Err(e)) => {
+                    Ok(Some(Err(e))) => {
                         trouble.failed(&BusError::Consume(e.to_string()), &metrics);
                         break;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    Err(_) => {
+                        let quiet = format!("no beat at all for {} s", QUIET_LIMIT.as_secs());
+                        trouble.failed(&BusError::Consume(quiet), &metrics);
+                        break;
+                    }
                 }
             },
             Err(e) => trouble.failed(&e, &metrics),
@@ -464,6 +465,45 @@ async fn consume(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// An ordered consumer of the beats from `next` (the newest when `None`). A stream whose
+/// last sequence is below `next` was made anew: it is read from its start.
+async fn open(
+    js: &jetstream::Context,
+    names: &Names,
+    config: &NatsConfig,
+    next: Option<u64>,
+) -> Result<consumer::pull::Ordered, BusError> {
+    let consume = |e: String| BusError::Consume(e);
+    ensure_stream(js, names, config).await?;
+    let mut s = js
+        .get_stream(&names.stream)
+        .await
+        .map_err(|e| consume(e.to_string()))?;
+    let last = s
+        .info()
+        .await
+        .map_err(|e| consume(e.to_string()))?
+        .state
+        .last_sequence;
+    let deliver_policy = match next {
+        None => consumer::DeliverPolicy::New,
+        Some(n) if n <= last.saturating_add(1) => {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: n }
+        }
+        Some(_) => consumer::DeliverPolicy::All,
+    };
+    s.create_consumer(consumer::pull::OrderedConfig {
+        filter_subject: names.filter.clone(),
+        deliver_policy,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| consume(e.to_string()))?
+    .messages()
+    .await
+    .map_err(|e| consume(e.to_string()))
 }
 
 #[cfg(test)]

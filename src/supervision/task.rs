@@ -353,6 +353,9 @@ impl Task {
     /// Whatever is due now: deadlines, the beat, the view, the snapshot.
     fn catch_up(&mut self) {
         let t = now();
+        // A peer may have just fallen unheard: the hold must be in force before any
+        // silence is judged.
+        self.steer(t.at);
         if self.sup.poll_timeout().is_some_and(|due| due <= t.at) {
             // Every hearing already acknowledged counts before a silence is judged.
             self.drain();

@@ -671,7 +671,7 @@ fn rebuild_from_journal(
                     }
                 }
                 if head.kind == crate::receiver::record::RecordKind::Internal
-                    && state.is_before(rec.lsn, rec.ts_micros)
+                    && state.is_newer(rec.lsn, rec.ts_micros)
                 {
                     if let Ok(r) = JournalRecord::from_bytes(&rec.payload) {
                         state.apply(&r.events, rec.ts_micros);

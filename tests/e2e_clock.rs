@@ -230,6 +230,17 @@ impl Poller {
         }
     }
 
+    /// Waits for the next ACK: a step made just after it has a whole poll period before
+    /// the next frame, in which a wall-clock timer would see every deadline pass.
+    fn wait_next_ack(&self) {
+        let before = *self.last_ack.lock().unwrap();
+        let deadline = Instant::now() + WAIT;
+        while *self.last_ack.lock().unwrap() == before {
+            assert!(Instant::now() < deadline, "no poll acknowledged");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stops polling; the time of the last ACK and the number of polls.
     fn stop(self) -> (Instant, u32) {
         self.run.store(false, Ordering::Release);
@@ -251,6 +262,8 @@ fn clock_steps_neither_fake_nor_hide_a_failure() {
     std::thread::sleep(Duration::from_secs(4));
 
     // +1 h while the site keeps polling: no false failure, one step told.
+    poller.wait_next_ack();
+    std::thread::sleep(Duration::from_millis(300));
     d.step_to(3600);
     d.wait_steps("forward", 1.0);
     // Longer than the interval and its grace after the step: on a wall-clock timer every

@@ -49,7 +49,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Whether a supervision record at `lsn`, journaled at `ts_micros`, is newer than
     /// the snapshot.
-    pub fn is_before(&self, lsn: u64, ts_micros: i64) -> bool {
+    pub fn is_newer(&self, lsn: u64, ts_micros: i64) -> bool {
         match self.lsn {
             Some(l) => lsn > l,
             None => ts_micros >= self.taken_micros,
@@ -155,16 +155,16 @@ mod tests {
             taken_micros: 5_000,
             ..Snapshot::default()
         };
-        assert!(by_time.is_before(1, 5_000));
-        assert!(!by_time.is_before(99, 4_999));
+        assert!(by_time.is_newer(1, 5_000));
+        assert!(!by_time.is_newer(99, 4_999));
         // The clock stepped back after the snapshot: a later record with an earlier time.
         let by_lsn = Snapshot {
             taken_micros: 5_000,
             lsn: Some(10),
             ..Snapshot::default()
         };
-        assert!(by_lsn.is_before(11, 1_000));
-        assert!(!by_lsn.is_before(10, 9_000));
+        assert!(by_lsn.is_newer(11, 1_000));
+        assert!(!by_lsn.is_newer(10, 9_000));
     }
 
     #[test]

@@ -304,3 +304,32 @@ fn configure(sup: &mut Supervisor, settings: &Settings, now: Stamp) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(account: &str) -> Heard {
+        Heard {
+            account: account.into(),
+            path: "L1".into(),
+        }
+    }
+
+    /// The frame path's side: a full queue or a stopped task costs a count, never a wait.
+    #[test]
+    fn a_full_inbox_counts_and_never_waits() {
+        let (inbox, mut queue) = Inbox::detached(2);
+        for a in ["1", "2", "3", "4"] {
+            inbox.heard(heard(a), now());
+        }
+        assert_eq!(inbox.dropped(), 2);
+        assert_eq!(
+            queue.try_recv().map(|h| h.heard.account).ok(),
+            Some("1".into())
+        );
+        drop(queue);
+        inbox.heard(heard("5"), now());
+        assert_eq!(inbox.dropped(), 3);
+    }
+}

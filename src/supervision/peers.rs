@@ -187,6 +187,11 @@ impl Peers {
     pub fn names(&self) -> Vec<String> {
         self.peers.keys().cloned().collect()
     }
+
+    /// Whether the peers are exactly `names` (sorted), without building a list.
+    pub fn named(&self, names: &[String]) -> bool {
+        self.peers.len() == names.len() && self.peers.keys().zip(names).all(|(a, b)| a == b)
+    }
 }
 
 fn state_of(p: &Peer, now: Instant) -> PeerState {

@@ -507,7 +507,7 @@ impl Task {
             || self
                 .share
                 .as_ref()
-                .is_some_and(|s| s.peers.names() != self.stored_peers);
+                .is_some_and(|s| !s.peers.named(&self.stored_peers));
         self.stored_at
             + if changed {
                 STORE_AFTER_CHANGE

@@ -15,6 +15,8 @@ mod bus;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bus::{
@@ -165,17 +167,28 @@ async fn a_site_heard_by_one_receiver_is_silent_to_none() {
     let b = Tocsin::start(&options("rx-b", &nats.url()));
     wait_peers(&a, &b);
 
-    // 14 s of polls to A only, one a second: past B's 10 s, had B only its own ears.
-    let mut panel = Panel::connect(a.panel_addr).await;
-    for seq in 1..=14 {
-        if seq > 1 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        assert_eq!(panel.send(&poll(seq)).await, "ACK");
-    }
-    let silent = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Polls to A only, one a second, for 14 s (past B's 10 s, had B only its own ears),
+    // and on while the receivers are looked at.
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (polling, addr) = (Arc::clone(&polling), a.panel_addr);
+        tokio::spawn(async move {
+            let mut panel = Panel::connect(addr).await;
+            let mut seq = 0;
+            let mut last_ack = Instant::now();
+            while polling.load(Ordering::Acquire) {
+                seq += 1;
+                assert_eq!(panel.send(&poll(seq)).await, "ACK");
+                last_ack = Instant::now();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            (panel, seq, last_ack)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(14)).await;
     for t in [&a, &b] {
+        let s = status(t);
+        assert_eq!(s["supervision"]["failed"], 0, "{s}");
         let ev = supervision_events(t.data_dir.path());
         assert_eq!(
             ev,
@@ -183,9 +196,10 @@ async fn a_site_heard_by_one_receiver_is_silent_to_none() {
             "a failure while A hears the site:\n{}",
             t.log()
         );
-        let s = status(t);
-        assert_eq!(s["supervision"]["failed"], 0, "{s}");
     }
+    polling.store(false, Ordering::Release);
+    let (mut panel, seq, silent) = poller.await.expect("poller");
+    assert!(seq >= 14, "{seq} polls");
 
     // Silence: both raise it, under one id.
     let fa = wait_code(&a, "comm_fail", 1, Duration::from_secs(40));
@@ -209,7 +223,7 @@ async fn a_site_heard_by_one_receiver_is_silent_to_none() {
     );
 
     // Heard again (by A): one restore, one id.
-    assert_eq!(panel.send(&poll(15)).await, "ACK");
+    assert_eq!(panel.send(&poll(seq + 1)).await, "ACK");
     let ra = wait_code(&a, "comm_restore", 1, Duration::from_secs(30));
     let rb = wait_code(&b, "comm_restore", 1, Duration::from_secs(30));
     assert_eq!(ra[0]["id"], rb[0]["id"], "{ra:#?} {rb:#?}");

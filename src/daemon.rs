@@ -29,7 +29,6 @@ use crate::ops::systemd;
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::ContentKey;
 use crate::receiver::record::JournalRecord;
-use crate::receiver::supervision::Supervisor;
 use crate::station::{micros, Station};
 
 /// What the command line overrides in the configuration file.
@@ -116,34 +115,11 @@ struct Health {
     journal: JournalHandle,
     metrics: Arc<Metrics>,
     station: Arc<Station>,
-    bound: std::sync::Mutex<Bound>,
+    /// Set once the listeners are bound.
+    bound: std::sync::OnceLock<Bound>,
     started: Instant,
-}
-
-impl Health {
-    fn supervision_status(&self) -> serde_json::Value {
-        // Every ACKed frame takes this lock: copy out and let go before sorting and
-        // rendering, which take a while when a whole station is in failure.
-        let (mut failures, paths, failed) = match self.station.supervisor.lock() {
-            Ok(s) => (s.failures(), s.paths(), s.failed()),
-            Err(_) => return serde_json::Value::Null,
-        };
-        // Longest in failure first; ties (a whole station silent in the same second) by
-        // account and path, so two reads list them alike.
-        failures.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
-        let when = |secs: u64| {
-            time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-                .map(crate::receiver::event::panel_rfc3339)
-                .unwrap_or_default()
-        };
-        serde_json::json!({
-            "paths": paths,
-            "failed": failed,
-            "sites_in_failure": failures.iter().map(|(account, path, since)| serde_json::json!({
-                "account": account, "path": path, "since": when(*since),
-            })).collect::<Vec<_>>(),
-        })
-    }
+    supervision: crate::supervision::Handle,
+    clock: Arc<crate::clock::ClockState>,
 }
 
 impl Health {
@@ -237,10 +213,10 @@ impl Probe for Health {
     }
 
     /// Scans the daemon's own journal (the last 24 h unless told) on a blocking thread,
-    /// then overlays what the running supervisor knows of the account's paths.
+    /// then overlays what the running supervision knows of the account's paths.
     fn diag(&self, account: String, since_micros: Option<i64>) -> http::DiagFuture {
         let mut reader = self.journal.reader();
-        let station = Arc::clone(&self.station);
+        let supervision = self.supervision.clone();
         Box::pin(async move {
             let now = micros(time::UtcDateTime::now());
             let since = since_micros.unwrap_or(now.saturating_sub(24 * 3_600 * 1_000_000));
@@ -256,29 +232,26 @@ impl Probe for Health {
             .await
             .map_err(|e| format!("diagnosis task failed: {e}"))?;
             let mut d = scanned.map_err(|e| e.to_string())?;
-            let site = station
-                .supervisor
-                .lock()
-                .map(|s| s.site(&account))
-                .unwrap_or_default();
+            // Not answering (stopping, or stopped) leaves the journal's view of the paths.
+            let site = supervision.site(account).await.unwrap_or_default();
             if !site.is_empty() {
-                let when = |secs: u64| {
-                    time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-                        .map(crate::receiver::event::panel_rfc3339)
-                        .unwrap_or_default()
+                let when = |ms: i64| {
+                    crate::receiver::event::panel_rfc3339(crate::receiver::supervision::wall_time(
+                        ms,
+                    ))
                 };
                 d.paths = site
                     .into_iter()
-                    .map(|(path, heard, failed)| {
+                    .map(|p| {
                         let frames = d
                             .paths
                             .iter()
-                            .find(|p| p.path == path)
-                            .map_or(0, |p| p.frames);
+                            .find(|seen| seen.path == p.path)
+                            .map_or(0, |seen| seen.frames);
                         crate::diag::PathSeen {
-                            path,
-                            last_heard: Some(when(heard).into()),
-                            failed_since: failed.map(|f| when(f).into()),
+                            path: p.path,
+                            last_heard: Some(when(p.last_heard_ms).into()),
+                            failed_since: p.failed_since_ms.map(|f| when(f).into()),
                             frames,
                         }
                     })
@@ -329,7 +302,7 @@ impl Probe for Health {
     fn status(&self) -> serde_json::Value {
         let settings = self.station.settings.load();
         let stats = self.journal.stats();
-        let bound = self.bound.lock().map(|b| b.clone()).unwrap_or_default();
+        let bound = self.bound.get().cloned().unwrap_or_default();
         serde_json::json!({
             "receiver": settings.config.receiver.id,
             "version": env!("CARGO_PKG_VERSION"),
@@ -347,7 +320,8 @@ impl Probe for Health {
                 "last_fsync_ms": stats.last_fsync().as_secs_f64() * 1000.0,
             },
             "accounts": settings.accounts.len(),
-            "supervision": self.supervision_status(),
+            "supervision": self.supervision.status(),
+            "clock": self.clock.status(),
             "dedup_keys": self.station.dedup.len(),
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
@@ -395,30 +369,39 @@ pub async fn run(
     let handle = journal.handle();
 
     let dedup = Dedup::with_limit(config.dedup.window, config.dedup.max_keys);
-    let now_s = unix_now();
-    let mut supervisor = Supervisor::new(now_s);
-    configure_supervision(&mut supervisor, &settings, now_s);
-    let snapshot_path = data_dir.join("supervision.json");
-    let snapshot = crate::receiver::supervision_state::load(&snapshot_path);
+    let snapshot =
+        crate::supervision::snapshot::load(&crate::supervision::snapshot::path_in(&data_dir));
     let rebuilt = rebuild_from_journal(&handle, &dedup, config.dedup.window, snapshot);
-    for f in &rebuilt.failed {
-        supervisor.restore_failed(&f.account, &f.path, f.since, f.all);
-    }
     tracing::info!(
         keys = rebuilt.keys,
         window_s = config.dedup.window.as_secs(),
-        supervised_paths = supervisor.paths(),
-        in_failure = supervisor.failed(),
-        "state rebuilt: dedup window from the journal, supervision from its snapshot"
+        "state rebuilt: dedup window from the journal"
     );
 
+    // Supervision: its own task, fed by the frame path through `inbox`.
+    let settings = Arc::new(settings);
+    let recent = Arc::new(crate::ops::recent::Recent::default());
+    let (supervision, inbox) = crate::supervision::Supervision::start(crate::supervision::Start {
+        settings: Arc::clone(&settings),
+        journal: handle.clone(),
+        metrics: Arc::clone(&metrics),
+        series: crate::ops::frame_series::FrameSeries::new(&metrics),
+        recent: Arc::clone(&recent),
+        data_dir: data_dir.clone(),
+        restored: rebuilt.supervision,
+    });
+    let clock = Arc::new(crate::clock::ClockState::default());
+    let clock_stop = CancellationToken::new();
+    let clock_watch =
+        crate::clock::spawn(Arc::clone(&clock), Arc::clone(&metrics), clock_stop.clone());
+
     let station = Arc::new(Station {
-        settings: ArcSwap::from_pointee(settings),
+        settings: ArcSwap::new(settings),
         journal: handle.clone(),
         dedup,
         metrics: Arc::clone(&metrics),
-        supervisor: std::sync::Mutex::new(supervisor),
-        recent: crate::ops::recent::Recent::default(),
+        supervision: inbox,
+        recent,
         series: crate::ops::frame_series::FrameSeries::new(&metrics),
     });
 
@@ -450,8 +433,10 @@ pub async fn run(
         journal: handle.clone(),
         metrics: Arc::clone(&metrics),
         station: Arc::clone(&station),
-        bound: std::sync::Mutex::new(Bound::default()),
+        bound: std::sync::OnceLock::new(),
         started: Instant::now(),
+        supervision: supervision.handle.clone(),
+        clock,
     });
     let mut http_bound = None;
     // The access rules never stop the start: at worst only /healthz and /readyz are served.
@@ -542,9 +527,7 @@ pub async fn run(
             metrics.listeners.with_label_values(&["udp"]).inc();
         }
     }
-    if let Ok(mut b) = health.bound.lock() {
-        *b = bound.clone();
-    }
+    let _ = health.bound.set(bound.clone());
 
     // Sinks.
     let sink_stop = CancellationToken::new();
@@ -635,68 +618,6 @@ pub async fn run(
         }
     });
 
-    // Supervision: one timer for every supervised path; the state snapshot is written
-    // every 10 s and at shutdown.
-    let supervision_stop = CancellationToken::new();
-    let supervision = {
-        let station = Arc::clone(&station);
-        let stop = supervision_stop.clone();
-        let snapshot_path = snapshot_path.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_snapshot = Instant::now();
-            loop {
-                let stopping = tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = stop.cancelled() => true,
-                };
-                let now = time::UtcDateTime::now();
-                let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-                let (changes, paths, failed, refused) = match station.supervisor.lock() {
-                    Ok(mut s) => (
-                        s.handle_timeout(now_s),
-                        s.paths(),
-                        s.failed(),
-                        s.paths_refused(),
-                    ),
-                    Err(_) => (Vec::new(), 0, 0, 0),
-                };
-                station.metrics.supervision_paths.set(paths as i64);
-                station.metrics.supervision_failed.set(failed as i64);
-                let counted = station.metrics.supervision_refused.get();
-                station
-                    .metrics
-                    .supervision_refused
-                    .inc_by(refused.saturating_sub(counted));
-                if !changes.is_empty() {
-                    station.record_changes(&changes, now).await;
-                }
-                if stopping || last_snapshot.elapsed() >= Duration::from_secs(10) {
-                    let snap = station
-                        .supervisor
-                        .lock()
-                        .ok()
-                        .map(|s| s.snapshot(micros(now)));
-                    if let Some(snap) = snap {
-                        let path = snapshot_path.clone();
-                        let stored = tokio::task::spawn_blocking(move || {
-                            crate::receiver::supervision_state::store(&path, &snap)
-                        })
-                        .await;
-                        if let Ok(Err(e)) = stored {
-                            tracing::warn!(error = %e, "supervision snapshot not written");
-                        }
-                    }
-                    last_snapshot = Instant::now();
-                }
-                if stopping {
-                    return;
-                }
-            }
-        })
-    };
-
     health.listening.store(true, Ordering::Release);
     tracing::info!(tcp = ?bound.tcp, udp = ?bound.udp, http = ?bound.http, receiver = %config.receiver.id, "listening");
     systemd::ready(&format!(
@@ -724,10 +645,9 @@ pub async fn run(
                 match load(config_path.as_deref(), &overrides) {
                     Ok(new) => {
                         let accounts = new.accounts.len();
-                        if let Ok(mut s) = station.supervisor.lock() {
-                            configure_supervision(&mut s, &new, unix_now());
-                        }
-                        station.settings.store(Arc::new(new));
+                        let new = Arc::new(new);
+                        supervision.handle.reload(Arc::clone(&new));
+                        station.settings.store(new);
                         metrics.reloads.with_label_values(&["ok"]).inc();
                         tracing::info!(accounts, "configuration reloaded");
                     }
@@ -763,9 +683,12 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 3 s");
     }
     let _ = retention.await;
-    supervision_stop.cancel();
-    let _ = supervision.await;
     tracing::debug!("connections finished");
+    // No frame can arrive any more: supervision drains, journals its last changes and
+    // stores its snapshot before the journal closes.
+    supervision.stop().await;
+    clock_stop.cancel();
+    let _ = clock_watch.await;
     drop(station);
     let closed = journal.close().await;
     tracing::debug!("journal closed");
@@ -783,20 +706,9 @@ fn unix_now() -> u64 {
     u64::try_from(time::UtcDateTime::now().unix_timestamp()).unwrap_or(0)
 }
 
-/// Sets every account's supervision interval and starts the timers of those not yet
-/// heard (at start, and again after a reload for new accounts).
-fn configure_supervision(supervisor: &mut Supervisor, settings: &Settings, now: u64) {
-    for (id, account) in settings.accounts.iter() {
-        supervisor.configure(id, account.supervision);
-        if account.supervision.is_some() {
-            supervisor.arm(id, now);
-        }
-    }
-}
-
 struct Rebuilt {
     keys: usize,
-    failed: Vec<crate::receiver::supervision_state::FailedPath>,
+    supervision: crate::receiver::supervision_state::Snapshot,
 }
 
 /// What the start-up scan reads of a record: its kind and content key, nothing else.
@@ -821,12 +733,22 @@ fn rebuild_from_journal(
     let mut state = snapshot;
     let mut reader = journal.reader();
     let mut keys = 0;
-    if let Err(e) = reader.seek_time(since.min(state.taken_micros)) {
+    let from = match state.lsn {
+        // Supervision records after the snapshot's position, whatever their time says.
+        Some(_) => since,
+        None => since.min(state.taken_micros),
+    };
+    if let Err(e) = reader.seek_time(from) {
         tracing::warn!(error = %e, "cannot read the journal tail; dedup window starts empty");
         return Rebuilt {
             keys,
-            failed: state.failed,
+            supervision: state,
         };
+    }
+    if let Some(lsn) = state.lsn {
+        if lsn.saturating_add(1) < reader.position() {
+            reader.seek(lsn.saturating_add(1));
+        }
     }
     loop {
         match reader.next_record() {
@@ -842,7 +764,7 @@ fn rebuild_from_journal(
                     }
                 }
                 if head.kind == crate::receiver::record::RecordKind::Internal
-                    && rec.ts_micros >= state.taken_micros
+                    && state.is_newer(rec.lsn, rec.ts_micros)
                 {
                     if let Ok(r) = JournalRecord::from_bytes(&rec.payload) {
                         state.apply(&r.events, rec.ts_micros);
@@ -858,7 +780,7 @@ fn rebuild_from_journal(
     }
     Rebuilt {
         keys,
-        failed: state.failed,
+        supervision: state,
     }
 }
 

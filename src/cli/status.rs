@@ -147,6 +147,52 @@ fn strs(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `clock` of `/status`: steady, or how often and how far the wall clock stepped.
+fn clock_line(clock: &Value) -> String {
+    let steps = clock["steps"].as_u64().unwrap_or(0);
+    if clock.is_null() {
+        return "clock       unknown\n".into();
+    }
+    if steps == 0 {
+        return "clock       steady: no step since start\n".into();
+    }
+    let last = &clock["last_step"];
+    format!(
+        "clock       STEPPED {steps} time{} since start ({} forward, {} backward); last {:+.1} s at {} (supervision runs on the monotonic clock)\n",
+        if steps == 1 { "" } else { "s" },
+        clock["forward"].as_u64().unwrap_or(0),
+        clock["backward"].as_u64().unwrap_or(0),
+        last["seconds"].as_f64().unwrap_or(0.0),
+        last["at"].as_str().unwrap_or("?"),
+    )
+}
+
+/// The peer receivers supervision is shared with, if sharing.
+fn peers_line(sup: &Value) -> Option<String> {
+    if sup["sharing"].as_bool() != Some(true) {
+        return None;
+    }
+    let peers = sup["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        return Some("peers       none heard (sharing over the bus)\n".into());
+    }
+    let list: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            let state = p["state"].as_str().unwrap_or("?");
+            let ago = p["last_beat_seconds_ago"]
+                .as_f64()
+                .map_or_else(|| "never".into(), |s| format!("{s:.1} s ago"));
+            format!(
+                "{} {} (beat {ago})",
+                p["receiver"].as_str().unwrap_or("?"),
+                if state == "live" { "live" } else { "UNHEARD" },
+            )
+        })
+        .collect();
+    Some(format!("peers       {}\n", list.join(", ")))
+}
+
 /// The summary text, and whether it calls for attention (exit 1).
 pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
     let mut out = String::new();
@@ -227,12 +273,26 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
     } else {
         out.push_str("bus         unknown (/metrics unreadable)\n");
     }
+    out.push_str(&clock_line(&status["clock"]));
+    let sup = &status["supervision"];
     out.push_str(&format!(
-        "supervision {} accounts, {} paths supervised, {} in failure\n",
+        "supervision {} accounts, {} paths supervised, {} in failure{}{}\n",
         status["accounts"].as_u64().unwrap_or(0),
-        status["supervision"]["paths"].as_u64().unwrap_or(0),
-        status["supervision"]["failed"].as_u64().unwrap_or(0),
+        sup["paths"].as_u64().unwrap_or(0),
+        sup["failed"].as_u64().unwrap_or(0),
+        match sup["held"].as_u64() {
+            Some(h) if h > 0 => format!(", {h} held for unheard peers"),
+            _ => String::new(),
+        },
+        if sup["running"].as_bool() == Some(false) {
+            ", NOT RUNNING (restart needed)"
+        } else {
+            ""
+        },
     ));
+    if let Some(line) = peers_line(sup) {
+        out.push_str(&line);
+    }
     let h = &status["last_hour"];
     out.push_str(&format!(
         "last hour   {} frames: {} ACK, {} NAK, {} DUH, {} unanswered\n",
@@ -317,4 +377,38 @@ pub fn run(args: StatusArgs) -> Result<i32> {
         print!("{text}");
     }
     Ok(i32::from(attention))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_steps_and_peers_are_shown() {
+        let status = serde_json::json!({
+            "ready": true,
+            "clock": {"steps": 2, "forward": 1, "backward": 1,
+                      "last_step": {"at": "2027-01-15T08:00:01.000Z", "seconds": -3600.0}},
+            "supervision": {"paths": 3, "failed": 0, "held": 2, "running": true,
+                            "sharing": true, "sites_in_failure": [],
+                            "peers": [{"receiver": "rx-b", "state": "unheard",
+                                       "last_beat_seconds_ago": 12.0}]},
+        });
+        let (text, attention) = summary(&status, None);
+        assert!(
+            text.contains("clock       STEPPED 2 times since start (1 forward, 1 backward); last -3600.0 s at 2027-01-15T08:00:01.000Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0 in failure, 2 held for unheard peers"),
+            "{text}"
+        );
+        assert!(
+            text.contains("peers       rx-b UNHEARD (beat 12.0 s ago)"),
+            "{text}"
+        );
+        assert!(!attention);
+        let steady = serde_json::json!({"ready": true, "clock": {"steps": 0}});
+        assert!(summary(&steady, None).0.contains("clock       steady"));
+    }
 }

@@ -278,6 +278,37 @@ pub struct HttpSection {
     pub metrics_unauthenticated: bool,
 }
 
+/// `[supervision]`: how receivers of one station share supervision (see
+/// `docs/supervision.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSection {
+    /// Tell the other receivers on the bus (`[bus.nats]`) which sites this one heard, and
+    /// hear theirs, so that a site is in failure only when no receiver heard it.
+    #[serde(default = "default_share")]
+    pub share: bool,
+    /// While a peer receiver cannot be heard (bus down or split), a failure waits this
+    /// long for news that may explain the silence before it is raised.
+    #[serde(default = "default_hold", with = "units::duration")]
+    pub hold: Duration,
+}
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        SupervisionSection {
+            share: default_share(),
+            hold: default_hold(),
+        }
+    }
+}
+
+fn default_share() -> bool {
+    true
+}
+fn default_hold() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// `[bus]`: where events are published.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -371,6 +402,8 @@ pub struct Config {
     pub account: Vec<AccountEntry>,
     #[serde(default)]
     pub bus: BusSection,
+    #[serde(default)]
+    pub supervision: SupervisionSection,
     /// Set when no file was given, so the daemon can say loudly that it accepts anything.
     #[serde(skip)]
     pub is_default: bool,
@@ -532,6 +565,15 @@ impl Config {
                 path: self.path.clone(),
                 line: 0,
                 message: "[time] past and future must each be at most 2 days".into(),
+            });
+        }
+        // A hold is how late a failure may be while a peer cannot be heard: past a few
+        // minutes it would hide a cut line for longer than any reporting category allows.
+        if self.supervision.hold > Duration::from_secs(600) {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                message: "[supervision] hold must be at most 10m".into(),
             });
         }
         // Every ACK may wait this long: past a tenth of a second it would be felt by panels

@@ -71,6 +71,13 @@ pub struct Metrics {
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
     pub http_refused: IntCounterVec,
+    pub supervision_held: IntGauge,
+    pub supervision_heard_dropped: IntCounter,
+    pub supervision_peers: IntGaugeVec,
+    pub supervision_beats: IntCounterVec,
+    pub supervision_bus_errors: IntCounter,
+    pub clock_steps: IntCounterVec,
+    pub clock_last_step: IntGauge,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -281,6 +288,46 @@ impl Metrics {
             format!("Frames over a path not supervised because its site already had {} paths (the most one site may have).", crate::receiver::supervision::MAX_PATHS_PER_SITE),
         )?;
         r.register(Box::new(supervision_refused.clone()))?;
+        let supervision_held = gauge(
+            &r,
+            "tocsin_supervision_held_paths",
+            "Supervised paths past their deadline whose failure waits ([supervision] hold) because a peer receiver cannot be heard.",
+        )?;
+        let supervision_heard_dropped = IntCounter::new(
+            "tocsin_supervision_heard_dropped_total",
+            "Acknowledged frames whose hearing did not reach supervision (its queue was full); every path then counts as heard, so a failure may be late, never false.",
+        )?;
+        r.register(Box::new(supervision_heard_dropped.clone()))?;
+        let supervision_peers = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_supervision_peers",
+                "Peer receivers sharing supervision over the bus, by state (live: heard within 5 s; unheard: not, and failures are held).",
+            ),
+            &["state"],
+        )?;
+        r.register(Box::new(supervision_peers.clone()))?;
+        let supervision_beats = counter_vec(
+            &r,
+            "tocsin_supervision_beats_total",
+            "Supervision beats (what a receiver heard in a second) sent to and received from the bus.",
+            &["direction"],
+        )?;
+        let supervision_bus_errors = IntCounter::new(
+            "tocsin_supervision_bus_errors_total",
+            "Failures to reach the bus for supervision sharing (connect, stream, publish, consume), each retried.",
+        )?;
+        r.register(Box::new(supervision_bus_errors.clone()))?;
+        let clock_steps = counter_vec(
+            &r,
+            "tocsin_clock_steps_total",
+            "Steps of the wall clock of more than 2 s against the monotonic clock, by direction. Supervision deadlines do not move with them; event times do.",
+            &["direction"],
+        )?;
+        let clock_last_step = gauge(
+            &r,
+            "tocsin_clock_last_step_seconds",
+            "Size of the last wall-clock step, in seconds (negative: backward).",
+        )?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -317,6 +364,15 @@ impl Metrics {
         for reason in ["unauthorized", "locked"] {
             http_refused.with_label_values(&[reason]);
         }
+        for direction in ["forward", "backward"] {
+            clock_steps.with_label_values(&[direction]);
+        }
+        for direction in ["sent", "received"] {
+            supervision_beats.with_label_values(&[direction]);
+        }
+        for state in ["live", "unheard"] {
+            supervision_peers.with_label_values(&[state]);
+        }
         Ok(Metrics {
             registry: r,
             frames,
@@ -349,6 +405,13 @@ impl Metrics {
             supervision_failed,
             supervision_refused,
             http_refused,
+            supervision_held,
+            supervision_heard_dropped,
+            supervision_peers,
+            supervision_beats,
+            supervision_bus_errors,
+            clock_steps,
+            clock_last_step,
         })
     }
 

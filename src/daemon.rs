@@ -97,7 +97,10 @@ fn apply(config: &mut Config, o: &Overrides) {
     }
     if let Some(url) = &o.nats {
         match &mut config.bus.nats {
-            Some(n) => n.url = url.clone(),
+            Some(n) => {
+                n.url = Some(url.clone());
+                n.servers.clear();
+            }
             None => config.bus.nats = Some(crate::forward::nats::NatsConfig::with_url(url)),
         }
     }
@@ -118,6 +121,7 @@ struct Health {
     station: Arc<Station>,
     bound: std::sync::Mutex<Bound>,
     started: Instant,
+    bus: Option<Arc<crate::forward::nats::BusStatus>>,
 }
 
 impl Health {
@@ -275,6 +279,7 @@ impl Probe for Health {
             "dedup_keys": self.station.dedup.len(),
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
+            "bus": self.bus.as_ref().map(|b| b.to_json()),
         })
     }
 }
@@ -369,6 +374,13 @@ pub async fn run(
     // ready" while listeners wait for their ports.
     let http_stop = CancellationToken::new();
     let http_addr = config.http_address();
+    let bus = match &config.bus.nats {
+        Some(n) => Some(Arc::new(crate::forward::nats::BusStatus::new(
+            n,
+            &metrics.registry,
+        )?)),
+        None => None,
+    };
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
         journal: handle.clone(),
@@ -376,6 +388,7 @@ pub async fn run(
         station: Arc::clone(&station),
         bound: std::sync::Mutex::new(Bound::default()),
         started: Instant::now(),
+        bus: bus.clone(),
     });
     let mut http_bound = None;
     match http::bind(http_addr).await {
@@ -495,12 +508,13 @@ pub async fn run(
         }
     }
 
-    if let Some(nats) = config.bus.nats.clone() {
+    if let (Some(nats), Some(bus)) = (config.bus.nats.clone(), bus) {
         let h = handle.clone();
         let stop = sink_stop.clone();
         let m = Arc::new(metrics.sink("nats"));
+        let name = format!("tocsin {}", config.receiver.id);
         sinks.push(tokio::spawn(async move {
-            if let Err(e) = crate::forward::nats::run(h, nats, m, stop).await {
+            if let Err(e) = crate::forward::nats::run(h, nats, name, m, bus, stop).await {
                 tracing::error!(error = %e, "NATS sink stopped");
             }
         }));

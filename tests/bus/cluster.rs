@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::Info;
+use async_nats::jetstream::ErrorCode;
 
 use super::{free_port, wait_until_async, NatsServer};
 
@@ -92,8 +94,22 @@ impl NatsCluster {
             "JetStream on the cluster",
             || async {
                 let client = self.client().await?;
-                let js = async_nats::jetstream::new(client);
-                js.query_account().await.ok().map(|_| ())
+                let js = async_nats::jetstream::ContextBuilder::new()
+                    .timeout(Duration::from_secs(1))
+                    .build(client);
+                // "No such stream" is an answer of the metadata leader: JetStream is up.
+                // (`query_account` does not parse nats-server 2.9's reply.)
+                match js.get_stream("NO_SUCH_STREAM").await {
+                    Ok(_) => Some(()),
+                    Err(e) => match e.kind() {
+                        GetStreamErrorKind::JetStream(j)
+                            if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                        {
+                            Some(())
+                        }
+                        _ => None,
+                    },
+                }
             },
         )
         .await;

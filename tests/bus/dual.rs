@@ -155,16 +155,16 @@ impl DualPanel {
 /// Runs one dual-path panel per account until `stop`, a frame every `pause`; half the
 /// panels have `a` as primary, half `b`. Returns every panel's log.
 pub async fn run_dual_panels(
-    accounts: &[String],
+    accounts: Vec<String>,
     a: SocketAddr,
     b: SocketAddr,
     pause: Duration,
     stop: Arc<AtomicBool>,
 ) -> Vec<PanelLog> {
     let mut tasks = Vec::new();
-    for (i, account) in accounts.iter().enumerate() {
+    for (i, account) in accounts.into_iter().enumerate() {
         let (primary, fallback) = if i % 2 == 0 { (a, b) } else { (b, a) };
-        let account = account.clone();
+
         let stop = Arc::clone(&stop);
         tasks.push(tokio::spawn(async move {
             let mut panel = DualPanel::new(&account, primary, fallback);

@@ -34,6 +34,10 @@ use crate::ops::throttle::{Throttle, Verdict};
 
 /// How often the stream's state (leader, replicas) is read while connected.
 const STREAM_POLL: Duration = Duration::from_secs(5);
+/// Publishes awaiting their PubAck with none for this long: the stream is asked whether it
+/// still has its leader. When the leader died, what was sent to it is lost and no PubAck
+/// will come; waiting out the ack timeout would only delay the failover.
+const STALL: Duration = Duration::from_secs(1);
 
 /// Where the sink stands in the journal; the caller's, so progress survives a failure.
 pub(super) struct Progress {
@@ -83,7 +87,7 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
         .max_ack_inflight(config.max_in_flight.max(1))
         .build(client.clone());
     let info = tokio::select! {
-        i = super::stream::ensure(&js, config, &sink.bus) => i?,
+        i = super::stream::ensure(&client, config, &sink.bus) => i?,
         _ = sink.shutdown.cancelled() => return Ok(()),
     };
     let view = StreamView::from_info(&info);
@@ -106,18 +110,24 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
         "publishing"
     );
 
-    let (view_tx, mut view_rx) = tokio::sync::watch::channel(view.clone());
+    let (view_tx, mut views) = tokio::sync::mpsc::channel(4);
+    let probe = Arc::new(tokio::sync::Notify::new());
     let watcher = AbortOnDrop(tokio::spawn(watch_stream(
-        js.clone(),
+        client.clone(),
         config.stream.clone(),
+        Arc::clone(&probe),
         view_tx,
     )));
+    let clustered = view.cluster.is_some();
     let mut leader = view.leader;
+    // The last PubAck (or the start), and whether a stall probe is out since.
+    let mut progress_at = Instant::now();
+    let mut probing: Option<Instant> = None;
     let max = config.max_in_flight.max(1);
     let mut reader = sink.journal.reader();
     let mut in_flight: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut last_store = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut stopping = false;
     while !stopping {
         // One pass: the republish window first, then everything new.
@@ -140,6 +150,7 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
                 biased;
                 Some((lsn, last_of_record, result)) = in_flight.next(), if !in_flight.is_empty() => {
                     result.map_err(ForwardError::Publish)?;
+                    progress_at = Instant::now();
                     if last_of_record {
                         p.acked = p.acked.max(lsn);
                     }
@@ -151,17 +162,35 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
                 _ = lost.notified() => {
                     return Err(ForwardError::Publish("connection lost".into()));
                 }
-                changed = view_rx.changed() => {
-                    if changed.is_ok() {
-                        let v = view_rx.borrow_and_update().clone();
-                        if v.leader.is_some() && v.leader != leader {
-                            if leader.is_some() {
+                Some(seen) = views.recv() => {
+                    let stalled = probing.is_some_and(|asked| progress_at < asked) && !in_flight.is_empty();
+                    probing = None;
+                    match seen {
+                        Some(v) => {
+                            let lost_leader = clustered && v.leader != leader;
+                            if lost_leader && stalled {
+                                return Err(ForwardError::Publish(format!(
+                                    "no PubAck for {:.1} s and the stream's leader changed ({} → {})",
+                                    progress_at.elapsed().as_secs_f64(),
+                                    leader.as_deref().unwrap_or("-"),
+                                    v.leader.as_deref().unwrap_or("none yet")
+                                )));
+                            }
+                            if v.leader.is_some() && v.leader != leader {
                                 tracing::info!(sink = "nats", stream = %config.stream, leader = v.leader.as_deref().unwrap_or("-"), was = leader.as_deref().unwrap_or("-"), "stream leader changed; publishing the republish window again");
                                 resync = true;
+                                leader = v.leader.clone();
                             }
-                            leader = v.leader.clone();
+                            sink.bus.stream_seen(v);
                         }
-                        sink.bus.stream_seen(v);
+                        None if stalled && clustered => {
+                            return Err(ForwardError::Publish(format!(
+                                "no PubAck for {:.1} s and the stream does not answer (leader {} lost?)",
+                                progress_at.elapsed().as_secs_f64(),
+                                leader.as_deref().unwrap_or("-")
+                            )));
+                        }
+                        None => {}
                     }
                 }
                 rec = reader.next_wait(), if !resync && in_flight.len() < max => {
@@ -171,7 +200,14 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
                     publish_record(&js, sink, rec.lsn, Bytes::from(rec.payload), again, &restored, &mut in_flight).await?;
                 }
                 _ = sink.shutdown.cancelled() => { stopping = true; break }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if in_flight.is_empty() {
+                        progress_at = Instant::now();
+                    } else if probing.is_none() && progress_at.elapsed() >= STALL {
+                        probing = Some(Instant::now());
+                        probe.notify_one();
+                    }
+                }
             }
             super::set_backlog(&sink.journal, p.acked, &sink.metrics);
             if p.acked != p.stored && last_store.elapsed() >= Duration::from_millis(500) {
@@ -296,28 +332,22 @@ async fn republish_start(journal: &JournalHandle, acked: Lsn, window: Duration) 
     }
 }
 
-/// Reads the stream's state every few seconds and hands it over.
+/// Reads the stream's state every few seconds, and at once when asked (a stall), and
+/// hands it over: `None` when the stream did not answer.
 async fn watch_stream(
-    js: jetstream::Context,
+    client: async_nats::Client,
     name: String,
-    tx: tokio::sync::watch::Sender<StreamView>,
+    probe: Arc<tokio::sync::Notify>,
+    tx: tokio::sync::mpsc::Sender<Option<StreamView>>,
 ) {
-    let mut tick = tokio::time::interval(STREAM_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
-        tick.tick().await;
-        // During an election the request times out: the view keeps its last value, and the
-        // publishes (which time out too) end the connection.
-        if let Ok(mut s) = js.get_stream(&name).await {
-            if let Ok(info) = s.info().await {
-                let view = StreamView::from_info(info);
-                tx.send_if_modified(|v| {
-                    let changed = *v != view;
-                    *v = view;
-                    changed
-                });
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(STREAM_POLL) => {}
+            _ = probe.notified() => {}
+        }
+        let view = super::stream::look(&client, &name).await;
+        if tx.send(view).await.is_err() {
+            return;
         }
     }
 }

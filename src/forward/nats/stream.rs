@@ -25,33 +25,80 @@ fn wanted(config: &NatsConfig) -> stream::Config {
     }
 }
 
-/// Finds the stream, or creates it. Two receivers starting together may both try to
-/// create it: the loser finds the winner's.
+/// JetStream API requests (stream info, creation) wait this long for an answer, asked again
+/// several times before the wait grows (up to the ack timeout). During a leader election
+/// requests go unanswered, and stay so: a short wait asked again finds the new leader
+/// within a second of its election, where one long wait would sit out its whole timeout.
+pub(super) const API_TIMEOUT: Duration = Duration::from_secs(1);
+/// Requests at [`API_TIMEOUT`] before the wait grows: enough to cover an election.
+const SHORT_ATTEMPTS: u32 = 10;
+const ENSURE_ATTEMPTS: u32 = 15;
+
+/// Finds the stream, or creates it, asking again while the requests go unanswered.
 pub(super) async fn ensure(
-    js: &jetstream::Context,
+    client: &async_nats::Client,
     config: &NatsConfig,
     bus: &BusStatus,
 ) -> Result<stream::Info, ForwardError> {
-    let failed = |detail: String| ForwardError::Stream {
-        stream: config.stream.clone(),
-        detail,
-    };
-    let existing = match find(js, &config.stream).await {
-        Ok(Some(info)) => Some(info),
-        Ok(None) => match js.create_stream(wanted(config)).await {
-            Ok(mut s) => {
-                let info = s.info().await.map_err(|e| failed(e.to_string()))?.clone();
+    let mut timeout = API_TIMEOUT;
+    let mut attempt = 1;
+    loop {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(timeout)
+            .build(client.clone());
+        match ensure_once(&js, config, bus).await {
+            Ok(info) => return Ok(info),
+            Err(Failure { retry: true, .. }) if attempt < ENSURE_ATTEMPTS => {
+                attempt += 1;
+                if attempt > SHORT_ATTEMPTS {
+                    timeout = (timeout * 2).min(config.ack_timeout.max(API_TIMEOUT));
+                }
+            }
+            Err(f) => {
+                return Err(ForwardError::Stream {
+                    stream: config.stream.clone(),
+                    detail: f.detail,
+                })
+            }
+        }
+    }
+}
+
+/// Why the stream could not be found or made; `retry` when the request went unanswered.
+struct Failure {
+    retry: bool,
+    detail: String,
+}
+
+/// Two receivers starting together may both try to create the stream: the loser finds
+/// the winner's.
+async fn ensure_once(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    bus: &BusStatus,
+) -> Result<stream::Info, Failure> {
+    let info = match find(js, &config.stream).await? {
+        Some(info) => info,
+        None => match js.create_stream(wanted(config)).await {
+            Ok(s) => {
+                let info = s.cached_info().clone();
                 tracing::info!(sink = "nats", stream = %config.stream, replicas = info.config.num_replicas, subjects = %config.stream_subjects(), "stream created");
                 return Ok(info);
             }
-            Err(e) => match find(js, &config.stream).await {
-                Ok(Some(info)) => Some(info),
-                _ => return Err(failed(format!("cannot create it: {e}"))),
+            Err(e) => match find(js, &config.stream).await? {
+                Some(info) => info,
+                None => {
+                    return Err(Failure {
+                        retry: !matches!(
+                            e.kind(),
+                            jetstream::context::CreateStreamErrorKind::JetStream(_)
+                        ),
+                        detail: format!("cannot create it: {e}"),
+                    })
+                }
             },
         },
-        Err(e) => return Err(failed(e)),
     };
-    let info = existing.ok_or_else(|| failed("not found".into()))?;
     let diffs = differences(&info.config, config);
     if !diffs.is_empty() && bus.log_differences_once() {
         tracing::warn!(
@@ -69,7 +116,7 @@ pub(super) async fn ensure(
 }
 
 /// `Ok(None)` when the stream does not exist.
-async fn find(js: &jetstream::Context, name: &str) -> Result<Option<stream::Info>, String> {
+async fn find(js: &jetstream::Context, name: &str) -> Result<Option<stream::Info>, Failure> {
     match js.get_stream(name).await {
         Ok(s) => Ok(Some(s.cached_info().clone())),
         Err(e) => match e.kind() {
@@ -78,9 +125,25 @@ async fn find(js: &jetstream::Context, name: &str) -> Result<Option<stream::Info
             {
                 Ok(None)
             }
-            _ => Err(e.to_string()),
+            kind => Err(Failure {
+                retry: matches!(kind, jetstream::context::GetStreamErrorKind::Request),
+                detail: e.to_string(),
+            }),
         },
     }
+}
+
+/// The stream as its leader describes it now, or `None` if no answer came within
+/// [`API_TIMEOUT`] (no leader, or none reachable).
+pub(super) async fn look(client: &async_nats::Client, name: &str) -> Option<StreamView> {
+    let js = jetstream::ContextBuilder::new()
+        .timeout(API_TIMEOUT)
+        .build(client.clone());
+    let s = tokio::time::timeout(API_TIMEOUT * 2, js.get_stream(name))
+        .await
+        .ok()?
+        .ok()?;
+    Some(StreamView::from_info(s.cached_info()))
 }
 
 /// What differs between the stream found and the configuration, in words.

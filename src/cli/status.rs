@@ -201,6 +201,7 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
     } else {
         out.push_str("bus         unknown (/metrics unreadable)\n");
     }
+    out.push_str(&bus_lines(&status["bus"]));
     out.push_str(&format!(
         "supervision {} accounts, {} paths supervised, {} in failure\n",
         status["accounts"].as_u64().unwrap_or(0),
@@ -236,6 +237,62 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
         }
     }
     (out, !ready || !failures.is_empty())
+}
+
+/// The bus as the NATS sink sees it (`/status` `bus`): the server it is connected to,
+/// reconnections, and the stream's replicas and leader. Empty without a bus.
+fn bus_lines(bus: &Value) -> String {
+    if !bus.is_object() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let security = format!(
+        "auth {}, TLS {}",
+        bus["auth"].as_str().unwrap_or("?"),
+        if bus["tls"].as_bool().unwrap_or(false) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    if bus["connected"].as_bool().unwrap_or(false) {
+        out.push_str(&format!(
+            "bus         nats: on {} ({}), {} reconnects, {security}\n",
+            bus["server"].as_str().unwrap_or("?"),
+            bus["server_name"].as_str().unwrap_or("?"),
+            bus["reconnects"].as_u64().unwrap_or(0),
+        ));
+    } else {
+        out.push_str(&format!(
+            "bus         nats: NOT CONNECTED to any of {}; {security}\n",
+            strs(&bus["servers"]).join(", ")
+        ));
+        if let Some(e) = bus["last_error"].as_str() {
+            out.push_str(&format!("bus         last error: {e}\n"));
+        }
+    }
+    let s = &bus["stream"];
+    if s.is_object() {
+        let replicas = s["replicas"].as_u64().unwrap_or(0);
+        let current = s["replicas_current"].as_u64().unwrap_or(0);
+        let lagging = strs(&s["lagging"]);
+        out.push_str(&format!(
+            "bus         stream {}: {replicas} replicas, {current} current{}, leader {}{}\n",
+            s["name"].as_str().unwrap_or("?"),
+            if current < replicas {
+                " (DEGRADED)"
+            } else {
+                ""
+            },
+            s["leader"].as_str().unwrap_or("none (election)"),
+            if lagging.is_empty() {
+                String::new()
+            } else {
+                format!(", behind or offline: {}", lagging.join(", "))
+            },
+        ));
+    }
+    out
 }
 
 pub fn run(args: StatusArgs) -> Result<i32> {

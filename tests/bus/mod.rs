@@ -13,12 +13,14 @@
 //! - [`cluster::NatsCluster`]: three `nats-server` nodes clustered on loopback.
 //! - [`dual::DualPanel`]: a dual-path panel that falls back to its other receiver and
 //!   keeps what it saw ACKed.
+//! - [`secure`]: certificates (rcgen) and NATS JWTs (NKeys) for a secured bus.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod dual;
+pub mod secure;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -91,12 +91,22 @@ pub async fn connect(
                 }
             }
             ConnectErrorKind::Tls => BusError::Tls { detail },
+            // A handshake refused by either side comes back as an I/O error carrying the
+            // TLS library's words.
+            ConnectErrorKind::Io if is_tls_failure(&detail) => BusError::Tls { detail },
             _ => BusError::Unreachable {
                 servers: listed,
                 detail,
             },
         }
     })
+}
+
+fn is_tls_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    ["certificate", "handshake", "tls", "alert"]
+        .iter()
+        .any(|w| d.contains(w))
 }
 
 /// The configured servers, parsed (the configuration was validated, but a caller may

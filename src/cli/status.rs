@@ -326,3 +326,45 @@ pub fn run(args: StatusArgs) -> Result<i32> {
     }
     Ok(i32::from(attention))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bus_as_the_sink_sees_it() {
+        let bus = serde_json::json!({
+            "sink": "nats", "servers": ["nats://a:4222", "nats://b:4222"], "auth": "nkey",
+            "tls": true, "connected": true, "server": "nats://b:4222", "server_name": "n2",
+            "reconnects": 3, "last_error": null,
+            "stream": {"name": "TOCSIN", "replicas": 3, "replicas_current": 2,
+                       "leader": "n1", "cluster": "station", "lagging": ["n3"],
+                       "duplicate_window_s": 600},
+        });
+        let text = bus_lines(&bus);
+        assert!(
+            text.contains("nats: on nats://b:4222 (n2), 3 reconnects, auth nkey, TLS yes"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "stream TOCSIN: 3 replicas, 2 current (DEGRADED), leader n1, behind or offline: n3"
+            ),
+            "{text}"
+        );
+        let down = serde_json::json!({
+            "servers": ["nats://a:4222"], "auth": "none", "tls": false, "connected": false,
+            "last_error": "no NATS server reachable", "stream": null,
+        });
+        let text = bus_lines(&down);
+        assert!(
+            text.contains("NOT CONNECTED to any of nats://a:4222"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last error: no NATS server reachable"),
+            "{text}"
+        );
+        assert_eq!(bus_lines(&Value::Null), "");
+    }
+}

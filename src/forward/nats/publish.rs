@@ -54,8 +54,24 @@ pub(super) struct Progress {
 type Ack = Pin<Box<dyn Future<Output = (Lsn, bool, Result<(), String>)> + Send>>;
 
 /// Server errors sent on a live connection (a permissions violation, say) repeat with
-/// every publish: a line per 30 s at most.
+/// every publish: a line per 30 s at most. The lines of a connection's life (connected,
+/// leader changed, events restored) repeat when a connection keeps failing: a few per 30 s.
 static SERVER_ERRORS: Throttle = Throttle::new(1);
+static LIFE_LINES: Throttle = Throttle::new(3);
+static RESTORED_LINES: Throttle = Throttle::new(2);
+const LOG_PERIOD_S: u64 = 30;
+
+/// Whether a line of a connection's life may be logged now, and how many were left out.
+fn life_line() -> Option<u64> {
+    budget(&LIFE_LINES)
+}
+
+fn budget(throttle: &Throttle) -> Option<u64> {
+    match throttle.check(unix_secs() / LOG_PERIOD_S) {
+        Verdict::Log { suppressed } => Some(suppressed),
+        Verdict::Drop => None,
+    }
+}
 
 /// Runs one connection until shutdown (`Ok`) or its first failure.
 pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), ForwardError> {
@@ -71,7 +87,8 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
         on_event: Some(Arc::new(move |event| match event {
             async_nats::Event::Disconnected => on_lost.notify_one(),
             async_nats::Event::ServerError(e) => {
-                if let Verdict::Log { suppressed } = SERVER_ERRORS.check(unix_secs() / 30) {
+                if let Verdict::Log { suppressed } = SERVER_ERRORS.check(unix_secs() / LOG_PERIOD_S)
+                {
                     tracing::warn!(sink = "nats", error = %e, suppressed, "NATS server error");
                 }
             }
@@ -99,16 +116,19 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
     sink.bus.stream_seen(view.clone());
     sink.metrics.connected.set(1);
     p.connected = true;
-    tracing::info!(
-        sink = "nats",
-        server = %server,
-        server_name = %server_info.server_name,
-        stream = %config.stream,
-        replicas = view.replicas,
-        leader = view.leader.as_deref().unwrap_or("-"),
-        from_lsn = p.acked + 1,
-        "publishing"
-    );
+    if let Some(suppressed) = life_line() {
+        tracing::info!(
+            sink = "nats",
+            server = %server,
+            server_name = %server_info.server_name,
+            stream = %config.stream,
+            replicas = view.replicas,
+            leader = view.leader.as_deref().unwrap_or("-"),
+            from_lsn = p.acked + 1,
+            suppressed,
+            "publishing"
+        );
+    }
 
     let (view_tx, mut views) = tokio::sync::mpsc::channel(4);
     let probe = Arc::new(tokio::sync::Notify::new());
@@ -177,7 +197,9 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
                                 )));
                             }
                             if v.leader.is_some() && v.leader != leader {
-                                tracing::info!(sink = "nats", stream = %config.stream, leader = v.leader.as_deref().unwrap_or("-"), was = leader.as_deref().unwrap_or("-"), "stream leader changed; publishing the republish window again");
+                                if let Some(suppressed) = life_line() {
+                                    tracing::info!(sink = "nats", stream = %config.stream, leader = v.leader.as_deref().unwrap_or("-"), was = leader.as_deref().unwrap_or("-"), suppressed, "stream leader changed; publishing the republish window again");
+                                }
                                 resync = true;
                                 leader = v.leader.clone();
                             }
@@ -296,13 +318,17 @@ async fn publish_record(
 /// After a pass published the window again: the events the stream had lost.
 fn report_restored(restored: u64, from: Lsn, to: Lsn) {
     if restored > 0 {
-        tracing::warn!(
-            sink = "nats",
-            restored,
-            from_lsn = from,
-            to_lsn = to,
-            "the bus had lost events it had acknowledged; they are published again from the journal"
-        );
+        // Counted in tocsin_bus_republished_total whether logged or not.
+        if let Some(suppressed) = budget(&RESTORED_LINES) {
+            tracing::warn!(
+                sink = "nats",
+                restored,
+                from_lsn = from,
+                to_lsn = to,
+                suppressed,
+                "the bus had lost events it had acknowledged; they are published again from the journal"
+            );
+        }
     }
 }
 

@@ -374,13 +374,11 @@ pub async fn run(
     // ready" while listeners wait for their ports.
     let http_stop = CancellationToken::new();
     let http_addr = config.http_address();
-    let bus = match &config.bus.nats {
-        Some(n) => Some(Arc::new(crate::forward::nats::BusStatus::new(
-            n,
-            &metrics.registry,
-        )?)),
-        None => None,
-    };
+    let bus = config
+        .bus
+        .nats
+        .as_ref()
+        .map(|n| Arc::new(crate::forward::nats::BusStatus::new(n, metrics.bus.clone())));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
         journal: handle.clone(),

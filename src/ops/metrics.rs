@@ -70,6 +70,8 @@ pub struct Metrics {
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
+    /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
+    pub bus: crate::forward::nats::BusMetrics,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -307,7 +309,9 @@ impl Metrics {
         for action in ["nak", "audit_lost"] {
             journal_errors.with_label_values(&[action]);
         }
+        let bus = crate::forward::nats::BusMetrics::register(&r)?;
         Ok(Metrics {
+            bus,
             registry: r,
             frames,
             events,

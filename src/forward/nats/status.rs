@@ -76,15 +76,16 @@ pub struct BusStatus {
 }
 
 impl BusStatus {
-    pub fn new(config: &NatsConfig, registry: &Registry) -> prometheus::Result<BusStatus> {
-        Ok(BusStatus {
+    /// `metrics` are the daemon's (registered once, see [`BusMetrics::register`]).
+    pub fn new(config: &NatsConfig, metrics: BusMetrics) -> BusStatus {
+        BusStatus {
             servers: config.server_urls().iter().map(|u| redact(u)).collect(),
             auth: config.auth_kind().as_str(),
             tls: config.tls(),
             state: Mutex::new(State::default()),
             differences_logged: AtomicBool::new(false),
-            metrics: BusMetrics::register(registry)?,
-        })
+            metrics,
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
@@ -159,6 +160,7 @@ impl BusStatus {
 
 /// `tocsin_bus_*`: the bus as seen by the sink. Label values are server names and URLs
 /// of the station's own cluster: a handful.
+#[derive(Clone)]
 pub struct BusMetrics {
     pub reconnects: IntCounter,
     /// 1 for the server the sink is connected to (no series while disconnected).

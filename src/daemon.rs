@@ -96,7 +96,10 @@ fn apply(config: &mut Config, o: &Overrides) {
     }
     if let Some(url) = &o.nats {
         match &mut config.bus.nats {
-            Some(n) => n.url = url.clone(),
+            Some(n) => {
+                n.url = Some(url.clone());
+                n.servers.clear();
+            }
             None => config.bus.nats = Some(crate::forward::nats::NatsConfig::with_url(url)),
         }
     }
@@ -120,6 +123,7 @@ struct Health {
     started: Instant,
     supervision: crate::supervision::Handle,
     clock: Arc<crate::clock::ClockState>,
+    bus: Option<Arc<crate::forward::nats::BusStatus>>,
 }
 
 impl Health {
@@ -325,6 +329,7 @@ impl Probe for Health {
             "dedup_keys": self.station.dedup.len(),
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
+            "bus": self.bus.as_ref().map(|b| b.to_json()),
         })
     }
 }
@@ -428,6 +433,11 @@ pub async fn run(
     // ready" while listeners wait for their ports.
     let http_stop = CancellationToken::new();
     let http_addr = config.http_address();
+    let bus = config
+        .bus
+        .nats
+        .as_ref()
+        .map(|n| Arc::new(crate::forward::nats::BusStatus::new(n, metrics.bus.clone())));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
         journal: handle.clone(),
@@ -437,6 +447,7 @@ pub async fn run(
         started: Instant::now(),
         supervision: supervision.handle.clone(),
         clock,
+        bus: bus.clone(),
     });
     let mut http_bound = None;
     // The access rules never stop the start: at worst only /healthz and /readyz are served.
@@ -569,12 +580,13 @@ pub async fn run(
         }
     }
 
-    if let Some(nats) = config.bus.nats.clone() {
+    if let (Some(nats), Some(bus)) = (config.bus.nats.clone(), bus) {
         let h = handle.clone();
         let stop = sink_stop.clone();
         let m = Arc::new(metrics.sink("nats"));
+        let name = format!("tocsin {}", config.receiver.id);
         sinks.push(tokio::spawn(async move {
-            if let Err(e) = crate::forward::nats::run(h, nats, m, stop).await {
+            if let Err(e) = crate::forward::nats::run(h, nats, name, m, bus, stop).await {
                 tracing::error!(error = %e, "NATS sink stopped");
             }
         }));

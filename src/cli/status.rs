@@ -273,6 +273,7 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
     } else {
         out.push_str("bus         unknown (/metrics unreadable)\n");
     }
+    out.push_str(&bus_lines(&status["bus"]));
     out.push_str(&clock_line(&status["clock"]));
     let sup = &status["supervision"];
     out.push_str(&format!(
@@ -335,6 +336,62 @@ pub fn refusal(code: u16, body: &str) -> Option<String> {
         403 => Some(format!("the daemon refused: {}", body.trim())),
         _ => None,
     }
+}
+
+/// The bus as the NATS sink sees it (`/status` `bus`): the server it is connected to,
+/// reconnections, and the stream's replicas and leader. Empty without a bus.
+fn bus_lines(bus: &Value) -> String {
+    if !bus.is_object() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let security = format!(
+        "auth {}, TLS {}",
+        bus["auth"].as_str().unwrap_or("?"),
+        if bus["tls"].as_bool().unwrap_or(false) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    if bus["connected"].as_bool().unwrap_or(false) {
+        out.push_str(&format!(
+            "bus         nats: on {} ({}), {} reconnects, {security}\n",
+            bus["server"].as_str().unwrap_or("?"),
+            bus["server_name"].as_str().unwrap_or("?"),
+            bus["reconnects"].as_u64().unwrap_or(0),
+        ));
+    } else {
+        out.push_str(&format!(
+            "bus         nats: NOT CONNECTED to any of {}; {security}\n",
+            strs(&bus["servers"]).join(", ")
+        ));
+        if let Some(e) = bus["last_error"].as_str() {
+            out.push_str(&format!("bus         last error: {e}\n"));
+        }
+    }
+    let s = &bus["stream"];
+    if s.is_object() {
+        let replicas = s["replicas"].as_u64().unwrap_or(0);
+        let current = s["replicas_current"].as_u64().unwrap_or(0);
+        let lagging = strs(&s["lagging"]);
+        out.push_str(&format!(
+            "bus         stream {}: {replicas} replicas, {current} current{}, leader {}{}\n",
+            s["name"].as_str().unwrap_or("?"),
+            if current < replicas {
+                " (DEGRADED)"
+            } else {
+                ""
+            },
+            s["leader"].as_str().unwrap_or("none (election)"),
+            if lagging.is_empty() {
+                String::new()
+            } else {
+                format!(", behind or offline: {}", lagging.join(", "))
+            },
+        ));
+    }
+    out
 }
 
 pub fn run(args: StatusArgs) -> Result<i32> {
@@ -410,5 +467,42 @@ mod tests {
         assert!(!attention);
         let steady = serde_json::json!({"ready": true, "clock": {"steps": 0}});
         assert!(summary(&steady, None).0.contains("clock       steady"));
+    }
+
+    #[test]
+    fn the_bus_as_the_sink_sees_it() {
+        let bus = serde_json::json!({
+            "sink": "nats", "servers": ["nats://a:4222", "nats://b:4222"], "auth": "nkey",
+            "tls": true, "connected": true, "server": "nats://b:4222", "server_name": "n2",
+            "reconnects": 3, "last_error": null,
+            "stream": {"name": "TOCSIN", "replicas": 3, "replicas_current": 2,
+                       "leader": "n1", "cluster": "station", "lagging": ["n3"],
+                       "duplicate_window_s": 600},
+        });
+        let text = bus_lines(&bus);
+        assert!(
+            text.contains("nats: on nats://b:4222 (n2), 3 reconnects, auth nkey, TLS yes"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "stream TOCSIN: 3 replicas, 2 current (DEGRADED), leader n1, behind or offline: n3"
+            ),
+            "{text}"
+        );
+        let down = serde_json::json!({
+            "servers": ["nats://a:4222"], "auth": "none", "tls": false, "connected": false,
+            "last_error": "no NATS server reachable", "stream": null,
+        });
+        let text = bus_lines(&down);
+        assert!(
+            text.contains("NOT CONNECTED to any of nats://a:4222"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last error: no NATS server reachable"),
+            "{text}"
+        );
+        assert_eq!(bus_lines(&Value::Null), "");
     }
 }

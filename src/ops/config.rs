@@ -445,6 +445,9 @@ impl Config {
         })?;
         config.path = path.to_path_buf();
         config.line_index = Some(LineIndex::new(text));
+        if let Some(nats) = config.bus.nats.as_mut() {
+            nats.base_dir = path.parent().map(Path::to_path_buf);
+        }
         Ok(config)
     }
 
@@ -575,6 +578,13 @@ impl Config {
                 line: 0,
                 message: "[supervision] hold must be at most 10m".into(),
             });
+        }
+        if let Some(nats) = &self.bus.nats {
+            nats.validate().map_err(|message| ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                message: format!("[bus.nats] {message}"),
+            })?;
         }
         // Every ACK may wait this long: past a tenth of a second it would be felt by panels
         // and buy nothing more (a sync's CPU is already shared by hundreds of frames).

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub supervision_bus_errors: IntCounter,
     pub clock_steps: IntCounterVec,
     pub clock_last_step: IntGauge,
+    /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
+    pub bus: crate::forward::nats::BusMetrics,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -373,7 +375,9 @@ impl Metrics {
         for state in ["live", "unheard"] {
             supervision_peers.with_label_values(&[state]);
         }
+        let bus = crate::forward::nats::BusMetrics::register(&r)?;
         Ok(Metrics {
+            bus,
             registry: r,
             frames,
             events,

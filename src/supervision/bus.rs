@@ -59,18 +59,30 @@ pub enum BusError {
     Consume(String),
 }
 
-/// Connects to the bus of `[bus.nats]`. The one place supervision builds a client: a
-/// station's connection settings (servers, credentials, TLS) belong here only.
+/// Connects to the bus of `[bus.nats]` with the station's servers, credentials and TLS,
+/// as the event sink does. The client reconnects by itself, to any server.
 pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
-        .name("tocsin-supervision")
-        .connection_timeout(Duration::from_secs(3))
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| BusError::Connect {
-            url: config.url.clone(),
-            detail: e.to_string(),
-        })
+    crate::forward::nats::connect(
+        config,
+        "tocsin-supervision",
+        crate::forward::nats::Hooks::default(),
+    )
+    .await
+    .map_err(|e| BusError::Connect {
+        url: servers(config),
+        detail: e.to_string(),
+    })
+}
+
+/// The configured servers, as they may be shown (credentials in a URL are refused by the
+/// configuration check, and redacted here all the same).
+fn servers(config: &NatsConfig) -> String {
+    config
+        .server_urls()
+        .iter()
+        .map(|u| crate::forward::nats::redact(u))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the supervision task hands over each beat period.
@@ -181,7 +193,7 @@ pub async fn run(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     };
     trouble.ok();
-    tracing::info!(url = %config.url, stream = %names.stream, subject = %names.mine, "supervision shared over the bus");
+    tracing::info!(servers = %servers(&config), stream = %names.stream, subject = %names.mine, "supervision shared over the bus");
     let reader = tokio::spawn(consume(
         js.clone(),
         Names::new(&config, &me),

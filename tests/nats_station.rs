@@ -124,6 +124,9 @@ struct Outcome<'a> {
     logs: &'a [PanelLog],
     load: &'a serde_json::Value,
     msgs: &'a [StreamMessage],
+    /// When the panels stopped (wall clock, RFC 3339): a site heard until then by either
+    /// receiver was never silent before it.
+    stopped_at: String,
 }
 
 fn assert_no_nak(o: &Outcome<'_>) {
@@ -161,14 +164,52 @@ fn assert_every_ack_once(o: &Outcome<'_>) {
     );
 }
 
+/// Supervision spans the station: every panel kept reporting to one receiver or the other
+/// until the end, through the bus node's death and a receiver's, so no failure of a
+/// silence that began before the panels stopped may appear (failures after they stopped
+/// are real: the sites did fall silent then).
+fn assert_no_false_failure(o: &Outcome<'_>) {
+    let mut failures = 0;
+    for m in o.msgs {
+        let e = &m.payload;
+        let code = e["code"].as_str().unwrap_or("");
+        if !matches!(code, "comm_fail" | "path_fail") {
+            continue;
+        }
+        failures += 1;
+        let silent_since = e["event_time"].as_str().unwrap_or("");
+        assert!(
+            silent_since >= o.stopped_at.as_str(),
+            "supervision failure while the site kept reporting (panels stopped at {}): {e}",
+            o.stopped_at
+        );
+    }
+    println!("supervision: {failures} failures, all after the panels stopped");
+}
+
+/// Supervised accounts: the dual-path panels' and `tocsin load`'s, with an interval short
+/// enough that a site one receiver cannot see would fail within the test.
+fn supervised_accounts(accounts: &[String]) -> String {
+    let load = (0..4).map(|i| format!("{}", 100_000 + i));
+    accounts
+        .iter()
+        .cloned()
+        .chain(load)
+        .map(|id| format!("[[account]]\nid = \"{id}\"\nsupervision = \"6s\"\n\n"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn station_survives_a_bus_node_and_a_receiver() {
     let mut cluster = NatsCluster::start(3);
     cluster.wait_jetstream().await;
     // Production settings but the replicas: the failover time printed is the real one.
+    let accounts: Vec<String> = (0..16).map(|i| format!("{}", 70_000 + i)).collect();
+    let supervised = supervised_accounts(&accounts);
     let options = |id: &str| {
         let mut o = TocsinOptions::servers(id, &cluster.urls());
         o.nats_extra = "replicas = 3\n".into();
+        o.extra = supervised.clone();
         o
     };
     let mut a = Tocsin::start(&options("rx-a"));
@@ -239,6 +280,12 @@ async fn station_survives_a_bus_node_and_a_receiver() {
     a.restart();
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // A panel's last frame left up to a timeout before this: a real silence after the stop
+    // may be dated a little earlier; a false one began at the latest at the receiver's
+    // death, several seconds before.
+    let stopped_at =
+        tocsin::receiver::event::rfc3339(time::UtcDateTime::now() - time::Duration::seconds(2))
+            .to_string();
     stop.store(true, Ordering::Relaxed);
     let logs = panels.await.expect("panels");
     let load = load.finish();
@@ -267,9 +314,11 @@ async fn station_survives_a_bus_node_and_a_receiver() {
         logs: &logs,
         load: &load,
         msgs: &msgs,
+        stopped_at,
     };
     assert_no_nak(&outcome);
     assert_every_ack_once(&outcome);
+    assert_no_false_failure(&outcome);
     let bus = a.status().expect("/status of rx-a")["bus"].clone();
     assert_eq!(bus["stream"]["replicas"], 3, "{bus}");
     assert!(bus["stream"]["leader"].is_string(), "{bus}");

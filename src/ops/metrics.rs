@@ -70,6 +70,7 @@ pub struct Metrics {
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
+    pub key_blocks: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -280,6 +281,11 @@ impl Metrics {
             format!("Frames over a path not supervised because its site already had {} paths (the most one site may have).", crate::receiver::supervision::MAX_PATHS_PER_SITE),
         )?;
         r.register(Box::new(supervision_refused.clone()))?;
+        let key_blocks = IntCounter::new(
+            "tocsin_key_blocks_total",
+            "Extended [K…] blocks (encryption keys) received; masked, never stored nor used.",
+        )?;
+        r.register(Box::new(key_blocks.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -338,6 +344,7 @@ impl Metrics {
             supervision_paths,
             supervision_failed,
             supervision_refused,
+            key_blocks,
         })
     }
 
@@ -363,7 +370,7 @@ impl Metrics {
 }
 
 /// Values of the token label; [`token_slot`] numbers them.
-pub const TOKEN_LABELS: usize = 8;
+pub const TOKEN_LABELS: usize = 12;
 
 /// The token label: known tokens as themselves (with `*` when encrypted), anything else
 /// `other`, so a sender cannot create label values.
@@ -381,6 +388,10 @@ pub fn token_slot(token: &str, encrypted: bool) -> (usize, &'static str) {
         ("NULL", false) => (4, "NULL"),
         ("NULL", true) => (5, "*NULL"),
         ("", _) => (6, "none"),
+        ("XNM", false) => (8, "XNM"),
+        ("XNM", true) => (9, "*XNM"),
+        ("RSP", false) => (10, "RSP"),
+        ("RSP", true) => (11, "*RSP"),
         _ => (7, "other"),
     }
 }

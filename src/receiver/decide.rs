@@ -2,12 +2,15 @@
 //!
 //! A pure function of the frame bytes, the arrival facts, the account table, the policy
 //! and a view of recent content keys — no socket, no disk, no clock read — so every rule
-//! of `spec/dc09.md` §9 is tested here directly. The reply's type says when it may leave
+//! of `docs/protocol/dc09.md` §9 (and the DC-09-2026 additions of
+//! `docs/protocol/dc09-2026.md`) is tested here directly. The reply's type says when it may leave
 //! (as raft's `persisted_messages` does): [`Reply::AfterDurable`] for an ACK that hands
 //! over new events, which the caller may send only once the journal has them on disk.
 
+use std::borrow::Cow;
+
 use compact_str::CompactString;
-use time::Duration;
+use time::{Duration, UtcDateTime};
 
 use super::accounts::{AccountTable, Encryption, Identity, UnknownPolicy};
 use super::event::{rfc3339, ContentKey, Event};
@@ -16,7 +19,9 @@ use super::supervision::path_name;
 use crate::protocol::codes::{Category, EventClass, Qualifier};
 use crate::protocol::crypto::{Key, MAX_PAD};
 use crate::protocol::dc09::{parse_frame, ContentError, CrcForm, Frame, FrameError};
-use crate::protocol::response;
+use crate::protocol::ext::{self, NetworkPath};
+use crate::protocol::response::{self, NakTo, ReplyDialect};
+use crate::protocol::text::escape;
 use crate::protocol::timestamp::within_window;
 
 /// Timestamp rules in force.
@@ -167,6 +172,11 @@ pub struct FrameSummary {
     pub seq: Option<CompactString>,
     /// The request's CRC form, which any reply must use.
     pub crc_form: Option<CrcForm>,
+    /// The request's `R` and `L` digits, which a DC-09-2026 NAK echoes.
+    pub receiver_no: Option<CompactString>,
+    pub line_no: Option<CompactString>,
+    /// The reply forms the sender gets (its account's, or the receiver's default).
+    pub reply_dialect: ReplyDialect,
 }
 
 /// Who was heard, over which path.
@@ -192,6 +202,13 @@ pub struct Decision {
     pub summary: FrameSummary,
     /// Human-readable reason for logs, when the frame was not accepted.
     pub detail: Option<String>,
+    /// K blocks (encryption keys) the frame carried: counted, never kept.
+    pub key_blocks: u32,
+    /// The frame as it may be kept and shown, when that differs from what was received:
+    /// K values masked (`[K*]`), or the ciphertext of an encrypted frame that carries a K
+    /// block withheld (it would give the key to whoever holds the account's key). `None`:
+    /// the frame as received. See [`Decision::raw_text`].
+    pub raw_shown: Option<Vec<u8>>,
 }
 
 impl Decision {
@@ -205,8 +222,58 @@ impl Decision {
             heard: None,
             summary,
             detail,
+            key_blocks: 0,
+            raw_shown: None,
         }
     }
+
+    /// The frame `raw` (the one decided on) escaped for the journal and the logs, with any
+    /// key masked.
+    pub fn raw_text(&self, raw: &[u8]) -> String {
+        match &self.raw_shown {
+            Some(shown) => escape(shown),
+            None => escape(raw),
+        }
+    }
+}
+
+impl FrameSummary {
+    /// The NAK this frame's sender gets when its ACK cannot be given after all (the
+    /// journal failed), in the sender's reply dialect.
+    pub fn nak_reply(&self, now: UtcDateTime) -> Vec<u8> {
+        let s = self;
+        let to = NakTo {
+            receiver: s.receiver_no.as_deref(),
+            line: s.line_no.as_deref(),
+            account: s.account.as_deref(),
+        };
+        let mut out = Vec::with_capacity(64);
+        let form = s.crc_form.unwrap_or(CrcForm::Ascii);
+        response::nak_in(s.reply_dialect, &to, form, now, &mut out);
+        out
+    }
+}
+
+/// `raw` with K blocks masked, when it has any and its content could not be read (a frame
+/// that did not parse, a reply token): the byte-level rule of [`ext::mask_key_blocks`].
+fn masked_unread(raw: &[u8]) -> Option<Vec<u8>> {
+    match ext::mask_key_blocks(raw) {
+        Cow::Owned(masked) => Some(masked),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// An encrypted frame whose plaintext holds a K block, as it may be kept: everything but
+/// the ciphertext, which is replaced by `[K*]`.
+fn withhold_ciphertext(raw: &[u8], payload: &[u8]) -> Vec<u8> {
+    // `payload` is a slice of `raw` (the frame borrows from it): its offset is the
+    // distance between the two starts.
+    let start = (payload.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
+    let end = start.saturating_add(payload.len());
+    let mut out = raw.get(..start).unwrap_or_default().to_vec();
+    out.extend_from_slice(b"[K*]");
+    out.extend_from_slice(raw.get(end..).unwrap_or_default());
+    out
 }
 
 /// Decides what to do with `raw`, one frame as cut from a stream or one datagram.
@@ -231,7 +298,9 @@ pub fn decide(
                     SilenceReason::Framing
                 }
             };
-            return Decision::silent(reason, FrameSummary::default(), Some(e.to_string()));
+            let mut d = Decision::silent(reason, FrameSummary::default(), Some(e.to_string()));
+            d.raw_shown = masked_unread(raw);
+            return d;
         }
     };
     decide_frame(&frame, raw, arrival, accounts, time, seen, random)
@@ -248,17 +317,29 @@ pub fn decide_frame(
     random: &[u8; MAX_PAD],
 ) -> Decision {
     let h = &frame.header;
+    let header_account = h.account.number();
+    let account = header_account.and_then(|a| accounts.get(a));
     let summary = FrameSummary {
         token: CompactString::new(h.token),
         encrypted: h.encrypted,
-        account: h.account.number().map(CompactString::new),
+        account: header_account.map(CompactString::new),
         seq: Some(CompactString::new(h.seq)),
         crc_form: Some(frame.crc_form),
+        receiver_no: h.receiver.map(CompactString::new),
+        line_no: h.has_line.then(|| CompactString::new(h.line)),
+        reply_dialect: accounts.reply_dialect_of(account),
     };
     let mut d = Decision::silent(SilenceReason::Syntax, summary, None);
     let nak = |d: &mut Decision, reason: NakReason, detail: String| {
-        let mut out = Vec::with_capacity(48);
-        response::nak(frame.crc_form, arrival.now, &mut out);
+        let mut out = Vec::with_capacity(64);
+        let dialect = d.summary.reply_dialect;
+        response::nak_in(
+            dialect,
+            &NakTo::of(h),
+            frame.crc_form,
+            arrival.now,
+            &mut out,
+        );
         d.outcome = Outcome::Nak(reason);
         d.reply = Reply::Now(out);
         d.detail = Some(detail);
@@ -271,31 +352,45 @@ pub fn decide_frame(
         d.detail = Some(detail);
     };
 
-    let payload = match Payload::of_token(h.token) {
-        Some(p) => p,
-        None if matches!(h.token, "ACK" | "NAK" | "DUH" | "RSP") => {
-            d.outcome = Outcome::Silent(SilenceReason::Reply);
-            d.detail = Some(format!("{} is a reply token, not a report", h.token));
-            return d;
-        }
-        None => {
-            duh(
-                &mut d,
-                DuhReason::UnknownToken,
-                format!("unknown ID token `{}`", h.token),
-            );
-            return d;
-        }
+    // ACK, NAK, DUH and RSP are answers: a receiver answers none of them (an answer to an
+    // answer could loop), but reads them, so that a key inside is masked like anywhere else.
+    let payload = Payload::of_token(h.token);
+    let answer = matches!(h.token, "ACK" | "NAK" | "DUH" | "RSP");
+    if payload.is_none() && !answer {
+        duh(
+            &mut d,
+            DuhReason::UnknownToken,
+            format!("unknown ID token `{}`", h.token),
+        );
+        d.raw_shown = masked_unread(raw);
+        return d;
+    }
+    let silence_answer = |d: &mut Decision| {
+        d.outcome = Outcome::Silent(SilenceReason::Reply);
+        d.detail = Some(format!(
+            "{} is an answer, sent by receivers: not answered",
+            h.token
+        ));
     };
 
-    let header_account = h.account.number();
-    let account = header_account.and_then(|a| accounts.get(a));
     let key: Option<&Key> = account.and_then(|a| a.key.as_ref());
 
     let mut scratch = Vec::new();
     let content = match frame.open(key, &mut scratch) {
         Ok(c) => c,
         Err(e) => {
+            d.raw_shown = if !h.encrypted {
+                masked_unread(raw)
+            } else if scratch.windows(2).any(|w| w == b"[K") {
+                // Decrypted but unreadable: it may still hold a key.
+                Some(withhold_ciphertext(raw, frame.payload))
+            } else {
+                None
+            };
+            if answer {
+                silence_answer(&mut d);
+                return d;
+            }
             match e {
                 ContentError::NoKey => nak(
                     &mut d,
@@ -317,10 +412,27 @@ pub fn decide_frame(
         }
     };
 
+    // A key is counted and masked, never kept.
+    d.key_blocks = content.ext.iter().filter(|b| b.id == ext::KEY).count() as u32;
+    let shown: Cow<'_, [u8]> = match (d.key_blocks, h.encrypted) {
+        (0, _) => Cow::Borrowed(raw),
+        (_, true) => Cow::Owned(withhold_ciphertext(raw, frame.payload)),
+        (_, false) => ext::mask_key_blocks(raw),
+    };
+    if let Cow::Owned(v) = &shown {
+        d.raw_shown = Some(v.clone());
+    }
+    let Some(payload) = payload else {
+        silence_answer(&mut d);
+        return d;
+    };
+
     // The account used for routing: the header's, else the one inside the data.
     let data_account = data_account_of(content.data);
     let account_id = header_account.or(data_account).unwrap_or("");
     let account = account.or_else(|| accounts.get(account_id));
+    d.summary.reply_dialect = accounts.reply_dialect_of(account);
+    let dialect = d.summary.reply_dialect;
 
     if let Some(ts) = content.timestamp {
         let check = h.encrypted
@@ -358,7 +470,7 @@ pub fn decide_frame(
         header: h,
         content: &content,
         account: account_id,
-        raw,
+        raw: &shown,
         raw_text: Default::default(),
         key: content_key,
         unknown_account: account.is_none(),
@@ -402,15 +514,12 @@ pub fn decide_frame(
     let mut ack = Vec::with_capacity(112);
     match (h.encrypted, key) {
         (true, Some(k)) => {
-            response::ack_encrypted(h, frame.crc_form, k, arrival.now, random, &mut ack)
+            response::ack_encrypted_in(dialect, h, frame.crc_form, k, arrival.now, random, &mut ack)
         }
         _ => response::ack(h, frame.crc_form, &mut ack),
     }
-    let network_path = content
-        .ext
-        .iter()
-        .find(|b| b.id == b'J')
-        .and_then(|b| std::str::from_utf8(b.value).ok());
+    // G names the path (DC-09-2026); a J block only when it is not JSON.
+    let network_path = NetworkPath::of_blocks(ext.iter().copied());
     d.heard = Some(Heard {
         account: CompactString::new(account_id),
         path: path_name(network_path, h.line, h.receiver),
@@ -429,7 +538,7 @@ pub fn decide_frame(
     }
 
     if payload == Payload::Null {
-        // A NULL carries no event, but a substitution seen on it is one.
+        // A NULL or XNM carries no event, but a substitution seen on it is one.
         d.outcome = Outcome::AckNull;
         d.reply = Reply::Now(ack);
         return d;

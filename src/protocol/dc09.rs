@@ -293,12 +293,19 @@ impl<'c> Content<'c> {
         self.ext.iter().any(|b| b.id == ext::KEY)
     }
 
-    /// Decides how the text is read, for content that is not known to be ASCII.
+    /// Decides how the text is read, for content that is not known to be ASCII. `P`
+    /// (programming data) is Windows-1252 by definition in both editions, so it neither
+    /// takes part in the decision nor follows it.
     fn decide_encoding(&mut self) {
-        let fields = std::iter::once(self.data).chain(self.ext.iter().map(|b| b.value));
+        let text_blocks = self.ext.iter().filter(|b| b.id != ext::PROGRAMMING_DATA);
+        let fields = std::iter::once(self.data).chain(text_blocks.map(|b| b.value));
         self.text_encoding = TextEncoding::of(fields);
         for b in &mut self.ext {
-            b.encoding = self.text_encoding;
+            b.encoding = if b.id == ext::PROGRAMMING_DATA {
+                Some(TextEncoding::Windows1252)
+            } else {
+                self.text_encoding
+            };
         }
     }
 
@@ -905,6 +912,93 @@ mod tests {
         assert_eq!(c.ext.len(), 2);
         assert_eq!(c.ext[0].text(), "X019E12.3456");
         assert_eq!(c.ext[1].text(), "Y50N05.1234");
+    }
+
+    /// `content` (after the data block's `[`) framed in clear for account 1234.
+    fn clear_frame(token: &str, content: &[u8]) -> Vec<u8> {
+        let mut body = format!("\"{token}\"0001L0#1234[").into_bytes();
+        body.extend_from_slice(content);
+        let mut raw = format!("\n{:04X}{:04X}", crc16(&body), body.len()).into_bytes();
+        raw.extend_from_slice(&body);
+        raw.push(b'\r');
+        raw
+    }
+
+    /// `plain` (pad included, whole blocks) encrypted and framed for account 1234.
+    fn sealed_frame(token: &str, key: &[u8; 16], plain: &[u8]) -> Vec<u8> {
+        use cbc::cipher::{block_padding::NoPadding, BlockModeEncrypt, KeyIvInit};
+        let mut buf = plain.to_vec();
+        let len = buf.len();
+        cbc::Encryptor::<aes::Aes128>::new(key.into(), &[0u8; 16].into())
+            .encrypt_padded::<NoPadding>(&mut buf, len)
+            .unwrap();
+        let mut content = Vec::new();
+        super::hex::encode_upper_into(&buf, &mut content);
+        clear_frame(&format!("*{token}"), &content)
+    }
+
+    #[test]
+    fn pad_before_an_empty_data_block_ends_at_its_bracket() {
+        let mut plain = b"][LHall|Door][G2]_12:00:20,01-15-2024".to_vec();
+        while !plain.len().is_multiple_of(16) {
+            plain.insert(0, b'p');
+        }
+        plain.splice(0..0, [b'q'; 16]);
+        let raw = sealed_frame("XNM", &[7; 16], &plain);
+        let f = parse_frame(&raw).unwrap();
+        let key = Key::from_bytes(&[7; 16]).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(Some(&key), &mut scratch).unwrap();
+        assert_eq!(c.data, b"");
+        assert_eq!(c.ext.len(), 2);
+        assert_eq!(c.ext[0].text(), "LHall|Door");
+        assert_eq!(c.ext[1].text(), "G2");
+        assert!(c.deviations.contains(Deviation::NoPadTerminator));
+        assert!((16..=31).contains(&c.pad_len.unwrap()));
+    }
+
+    #[test]
+    fn text_is_utf8_when_valid_and_p_stays_windows_1252() {
+        // UTF-8 text, and a Windows-1252 euro sign (0x80) in P.
+        let content = ["#1234|NBA1][LKüche][P".as_bytes(), b"\x80]"].concat();
+        let raw = clear_frame("SIA-DCS", &content);
+        let f = parse_frame(&raw).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, Some(TextEncoding::Utf8));
+        assert_eq!(c.ext[0].text(), "LKüche");
+        assert_eq!(c.ext[1].text(), "P€");
+
+        let raw = clear_frame("SIA-DCS", b"#1234|NBA1][LK\xfcche]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, Some(TextEncoding::Windows1252));
+        assert_eq!(c.ext[0].text(), "LKüche");
+
+        let raw = clear_frame("SIA-DCS", b"#1234|NBA1][Lkitchen]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, None);
+    }
+
+    #[test]
+    fn json_blocks_may_hold_brackets_and_keys_are_never_shown() {
+        let raw = clear_frame(
+            "SIA-DCS",
+            b"#1234|NBA1][J{\"p\":[1,\"]\"]}][J[2]][Jeth0][K00112233445566778899AABBCCDDEEFF]",
+        );
+        let f = parse_frame(&raw).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        let texts: Vec<String> = c.ext.iter().map(|b| b.text()).collect();
+        assert_eq!(texts, ["J{\"p\":[1,\"]\"]}", "J[2]", "Jeth0", "K*"]);
+        assert!(c.has_key_block());
+        // An unclosed JSON block ends at the first `]`, like any block.
+        let raw = clear_frame("NULL", b"][J{\"open\":1][Lx]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        let texts: Vec<String> = c.ext.iter().map(|b| b.text()).collect();
+        assert_eq!(texts, ["J{\"open\":1", "Lx"]);
     }
 
     #[test]

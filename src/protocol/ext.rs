@@ -28,6 +28,8 @@ pub const JSON_OR_PATH: u8 = b'J';
 pub const KEY: u8 = b'K';
 /// Hardware network address of the path (hex).
 pub const NETWORK_ADDRESS: u8 = b'N';
+/// Programming data: Windows-1252 whatever the rest of the frame uses.
+pub const PROGRAMMING_DATA: u8 = b'P';
 
 /// What a K block's value is replaced with wherever it would be shown.
 pub const KEY_MASK: &str = "*";
@@ -174,12 +176,14 @@ pub fn minify_json(text: &str) -> String {
     out
 }
 
-/// `raw` with the value of every K block replaced by `*`: `…][K0011…EEFF]…` becomes
-/// `…][K*]…`. A K block always follows a `]` (the data block's or another block's), which
-/// hex ciphertext never contains, so only clear content is touched; a K block without its
-/// `]` is masked to the end of the frame. Borrowed when there is no K block.
+/// `raw` with the value of every K block replaced by `*`: `…[K0011…EEFF]…` becomes
+/// `…[K*]…`. Hex ciphertext never holds `[K`, so only clear content is touched; a K block
+/// without its `]` is masked to the end of the frame, and so is anything else that opens
+/// with `[K` (a data block starting with K, a block in a frame too broken to parse):
+/// masking too much only hides text, masking too little would show a key. Borrowed when
+/// there is nothing to mask.
 pub fn mask_key_blocks(raw: &[u8]) -> Cow<'_, [u8]> {
-    const OPEN: &[u8] = b"][K";
+    const OPEN: &[u8] = b"[K";
     let Some(first) = raw.windows(OPEN.len()).position(|w| w == OPEN) else {
         return Cow::Borrowed(raw);
     };
@@ -261,6 +265,8 @@ mod tests {
         assert_eq!(&two[..], b"[#1|NRP][K*][Lx][K*]_12");
         let open_end = mask_key_blocks(b"[][Kabcdef\r");
         assert_eq!(&open_end[..], b"[][K*\r");
+        let after_timestamp = mask_key_blocks(b"]_12:00:05,01-15-2024[Kabcdef\r");
+        assert_eq!(&after_timestamp[..], b"]_12:00:05,01-15-2024[K*\r");
         let none = b"\n1234\"SIA-DCS\"0001L0#1234[#1234|NKA1][Lkitchen]\r";
         assert!(matches!(mask_key_blocks(none), Cow::Borrowed(_)));
     }

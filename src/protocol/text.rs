@@ -6,7 +6,8 @@
 //! per frame by [`TextEncoding::of`]: UTF-8 when every non-ASCII field is valid UTF-8,
 //! Windows-1252 otherwise. Text that is valid UTF-8 is almost never meant as Windows-1252
 //! (it would take sequences like `Ã¼` in a name), while Windows-1252 text with accents is
-//! almost never valid UTF-8.
+//! almost never valid UTF-8. `P` (programming data) is Windows-1252 in both editions: it
+//! is left out of the decision and always read that way.
 //!
 //! The CRC is computed on raw bytes; only presentation decodes them. Both decodings are
 //! total, so no byte a panel sends is lost or refused for its encoding.

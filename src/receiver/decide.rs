@@ -613,3 +613,218 @@ fn receiver_event(
     e.id = facts.key.event_id(usize::MAX);
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode::{encode, FrameSpec};
+    use crate::protocol::text::TextEncoding;
+    use crate::receiver::accounts::Account;
+    use crate::receiver::event::Transport;
+    use time::macros::utc_datetime;
+
+    const NOW: UtcDateTime = utc_datetime!(2024-01-15 12:00:05);
+    const KEY_HEX: &str = "00112233445566778899AABBCCDDEEFF";
+
+    fn arrival() -> Arrival<'static> {
+        Arrival {
+            now: NOW,
+            transport: Transport::Tcp,
+            peer: None,
+            peer_label: None,
+            receiver: "test",
+        }
+    }
+
+    fn table() -> AccountTable {
+        let mut t = AccountTable::with_policy(UnknownPolicy::Accept);
+        t.insert("1234", Account::default());
+        t.insert(
+            "2026",
+            Account {
+                key: Some(Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap()),
+                reply_dialect: Some(ReplyDialect::Dc2026),
+                ..Default::default()
+            },
+        );
+        t
+    }
+
+    fn frame(
+        token: &str,
+        account: &str,
+        data: &[u8],
+        ext: &[(u8, &[u8])],
+        encrypted: bool,
+    ) -> Vec<u8> {
+        let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
+        let spec = FrameSpec {
+            token,
+            seq: "0007",
+            receiver: Some("5"),
+            line: "3",
+            account,
+            data,
+            ext,
+            timestamp: Some(NOW),
+            form: CrcForm::Ascii,
+        };
+        let mut out = Vec::new();
+        encode(&spec, encrypted.then_some(&key), &[0x41; 16], &mut out);
+        out
+    }
+
+    fn run(raw: &[u8]) -> Decision {
+        decide(
+            raw,
+            &arrival(),
+            &table(),
+            &TimePolicy::default(),
+            &NothingSeen,
+            &[0x42; 16],
+        )
+    }
+
+    #[test]
+    fn xnm_is_a_poll_whose_extended_data_names_the_path() {
+        let raw = frame("XNM", "1234", b"", &[(b'G', b"2"), (b'C', b"DP4")], false);
+        let d = run(&raw);
+        assert_eq!(d.outcome, Outcome::AckNull);
+        assert!(matches!(d.reply, Reply::Now(_)));
+        assert!(d.events.is_empty());
+        assert_eq!(d.heard.unwrap().path, "G2");
+    }
+
+    #[test]
+    fn json_blocks_are_data_and_never_a_path() {
+        let ext: &[(u8, &[u8])] = &[
+            (b'J', b"{\"photo\": [\"a.jpg\", \"b.jpg\"]}"),
+            (b'C', b"DP2"),
+            (b'N', b"1133557799bbddff"),
+            (b'L', "Küche".as_bytes()),
+        ];
+        let raw = frame("SIA-DCS", "1234", b"#1234|NBA1", ext, false);
+        let d = run(&raw);
+        assert_eq!(d.outcome, Outcome::AckNew);
+        assert_eq!(d.heard.unwrap().path, "L3R5");
+        let e = &d.events[0];
+        assert_eq!(
+            e.json.as_ref().unwrap().as_str(),
+            "{\"photo\":[\"a.jpg\",\"b.jpg\"]}"
+        );
+        assert_eq!(e.network_path, None);
+        assert_eq!(e.supervision_category.as_deref(), Some("DP2"));
+        assert_eq!(e.network_address.as_deref(), Some("1133557799bbddff"));
+        assert_eq!(e.location.as_deref(), Some("Küche"));
+        assert_eq!(e.text_encoding, Some(TextEncoding::Utf8));
+
+        // An older panel's J path still names the path, and G wins over it.
+        let raw = frame("SIA-DCS", "1234", b"#1234|NBA1", &[(b'J', b"3")], false);
+        let d = run(&raw);
+        assert_eq!(d.heard.unwrap().path, "J3");
+        assert_eq!(d.events[0].network_path.as_deref(), Some("3"));
+        let raw = frame(
+            "SIA-DCS",
+            "1234",
+            b"#1234|NBA1",
+            &[(b'J', b"3"), (b'G', b"1")],
+            false,
+        );
+        let d = run(&raw);
+        assert_eq!(d.heard.unwrap().path, "G1");
+        assert_eq!(d.events[0].network_path.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn keys_are_counted_and_never_kept() {
+        for encrypted in [false, true] {
+            for token in ["SIA-DCS", "XNM"] {
+                let account = if encrypted { "2026" } else { "1234" };
+                let data: &[u8] = if token == "XNM" { b"" } else { b"#1|NBA1" };
+                let raw = frame(
+                    token,
+                    account,
+                    data,
+                    &[(b'K', KEY_HEX.as_bytes()), (b'L', b"Hall")],
+                    encrypted,
+                );
+                let d = run(&raw);
+                assert!(
+                    matches!(d.outcome, Outcome::AckNew | Outcome::AckNull),
+                    "{d:?}"
+                );
+                assert_eq!(d.key_blocks, 1);
+                let shown = d.raw_text(&raw);
+                assert!(!shown.contains(KEY_HEX), "{shown}");
+                assert!(shown.contains("[K*]"), "{shown}");
+                for e in &d.events {
+                    assert_eq!(e.raw, shown);
+                    assert!(e.ext.contains(&"K*".to_string()), "{:?}", e.ext);
+                    let json = serde_json::to_string(e).unwrap();
+                    assert!(!json.contains(KEY_HEX), "{json}");
+                }
+            }
+        }
+        // Content that does not parse is masked byte by byte.
+        let raw = frame("SIA-DCS", "1234", b"#1|NBA1", &[], false);
+        let mut broken = raw[..raw.len() - 1].to_vec();
+        broken.extend_from_slice(format!("[K{KEY_HEX}\r").as_bytes());
+        let d = run(&broken);
+        assert!(!d.raw_text(&broken).contains(KEY_HEX));
+    }
+
+    #[test]
+    fn rsp_is_read_and_not_answered() {
+        let raw = frame(
+            "RSP",
+            "1234",
+            b"#1234|NBA1",
+            &[(b'K', KEY_HEX.as_bytes())],
+            false,
+        );
+        let d = run(&raw);
+        assert_eq!(d.outcome, Outcome::Silent(SilenceReason::Reply));
+        assert_eq!(d.reply, Reply::None);
+        assert!(!d.raw_text(&raw).contains(KEY_HEX));
+    }
+
+    #[test]
+    fn the_2026_dialect_answers_with_its_nak_and_pad() {
+        let raw = frame("SIA-DCS", "2026", b"#2026|NBA1", &[], true);
+        let d = run(&raw);
+        let Reply::AfterDurable(ack) = &d.reply else {
+            panic!("{d:?}")
+        };
+        let reply = parse_frame(ack).unwrap();
+        let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
+        let mut scratch = Vec::new();
+        let c = reply.open(Some(&key), &mut scratch).unwrap();
+        assert!((16..=31).contains(&c.pad_len.unwrap()));
+
+        // A stale timestamp: NAK with the 2026 account fields, also when the journal fails.
+        let stale = decide(
+            &raw,
+            &Arrival {
+                now: NOW + Duration::minutes(5),
+                ..arrival()
+            },
+            &table(),
+            &TimePolicy::default(),
+            &NothingSeen,
+            &[0x42; 16],
+        );
+        assert_eq!(stale.outcome, Outcome::Nak(NakReason::Timestamp));
+        let nak = stale.reply.bytes().unwrap();
+        let f = parse_frame(nak).unwrap();
+        assert_eq!(f.header.token, "NAK");
+        assert_eq!(f.header.account.number(), Some("2026"));
+        assert_eq!((f.header.receiver, f.header.line), (Some("5"), "3"));
+        assert_eq!(stale.summary.nak_reply(NOW + Duration::minutes(5)), nak);
+
+        // The default (2013) keeps the fixed form.
+        let raw = frame("SIA-DCS", "1234", b"#1234|NBA1", &[], true);
+        let d = run(&raw);
+        assert_eq!(d.outcome, Outcome::Nak(NakReason::NoKey));
+        assert!(d.reply.bytes().unwrap().windows(6).any(|w| w == b"R0L0A0"));
+    }
+}

@@ -170,7 +170,7 @@ impl Station {
                             .with_label_values(&["nak"])
                             .inc();
                         d.outcome = Outcome::Nak(NakReason::Journal);
-                        Some(d.summary.nak_reply(now))
+                        Some(d.summary.nak_reply(raw, now))
                     }
                 }
             }

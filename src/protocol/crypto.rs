@@ -264,12 +264,15 @@ pub fn seal_with(
 ) {
     let pad = pad_len_for(rule, content.len());
     let mut buf = Vec::with_capacity(pad + 1 + content.len());
-    let bytes = random.iter().chain(random.iter().rev()).take(pad);
-    buf.extend(bytes.map(|&b| match b {
-        // Flipping the top bit moves a forbidden byte to a permitted one.
+    // Flipping the top bit moves a forbidden byte to a permitted one.
+    let allowed = |&b: &u8| match b {
         b'|' | b'[' | b']' => b ^ 0x80,
         other => other,
-    }));
+    };
+    buf.extend(random.iter().take(pad).map(allowed));
+    if pad > MAX_PAD {
+        buf.extend(random.iter().rev().take(pad - MAX_PAD).map(allowed));
+    }
     buf.push(b'|');
     buf.extend_from_slice(content);
     key.encrypt_blocks(&mut buf);

@@ -62,24 +62,23 @@ impl<'a> NetworkPath<'a> {
     /// The path named by a frame's extended blocks: the first non-empty G block, else the
     /// first J block that is a path ([`JValue::Path`]). G wins because it is the 2026
     /// meaning; a panel sending both uses J for data.
-    pub fn of_blocks<I>(blocks: I) -> Option<NetworkPath<'a>>
-    where
-        I: IntoIterator<Item = (u8, &'a [u8])>,
-        I::IntoIter: Clone,
-    {
-        let blocks = blocks.into_iter();
+    pub fn of_blocks(blocks: impl IntoIterator<Item = (u8, &'a [u8])>) -> Option<NetworkPath<'a>> {
         let text = |v: &'a [u8]| std::str::from_utf8(v).ok().filter(|t| !t.is_empty());
-        let g = blocks
-            .clone()
-            .filter(|(id, _)| *id == NETWORK_PATH)
-            .find_map(|(_, v)| text(v));
-        if let Some(g) = g {
-            return Some(NetworkPath::G(g));
+        let mut j = None;
+        for (id, value) in blocks {
+            match id {
+                NETWORK_PATH => {
+                    if let Some(g) = text(value) {
+                        return Some(NetworkPath::G(g));
+                    }
+                }
+                JSON_OR_PATH if j.is_none() && JValue::of(value) == JValue::Path => {
+                    j = text(value);
+                }
+                _ => {}
+            }
         }
-        blocks
-            .filter(|(id, v)| *id == JSON_OR_PATH && JValue::of(v) == JValue::Path)
-            .find_map(|(_, v)| text(v))
-            .map(NetworkPath::J)
+        j.map(NetworkPath::J)
     }
 }
 

@@ -172,9 +172,6 @@ pub struct FrameSummary {
     pub seq: Option<CompactString>,
     /// The request's CRC form, which any reply must use.
     pub crc_form: Option<CrcForm>,
-    /// The request's `R` and `L` digits, which a DC-09-2026 NAK echoes.
-    pub receiver_no: Option<CompactString>,
-    pub line_no: Option<CompactString>,
     /// The reply forms the sender gets (its account's, or the receiver's default).
     pub reply_dialect: ReplyDialect,
 }
@@ -238,18 +235,19 @@ impl Decision {
 }
 
 impl FrameSummary {
-    /// The NAK this frame's sender gets when its ACK cannot be given after all (the
-    /// journal failed), in the sender's reply dialect.
-    pub fn nak_reply(&self, now: UtcDateTime) -> Vec<u8> {
-        let s = self;
-        let to = NakTo {
-            receiver: s.receiver_no.as_deref(),
-            line: s.line_no.as_deref(),
-            account: s.account.as_deref(),
-        };
+    /// The NAK the sender of `raw` (the frame this summarises) gets when its ACK cannot be
+    /// given after all (the journal failed), in the sender's reply dialect. The header is
+    /// read again from `raw` for the fields a 2026 NAK echoes: this path is rare, and
+    /// keeping them for every frame cost more.
+    pub fn nak_reply(&self, raw: &[u8], now: UtcDateTime) -> Vec<u8> {
+        let parsed = parse_frame(raw).ok();
+        let to = parsed
+            .as_ref()
+            .map(|f| NakTo::of(&f.header))
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(64);
-        let form = s.crc_form.unwrap_or(CrcForm::Ascii);
-        response::nak_in(s.reply_dialect, &to, form, now, &mut out);
+        let form = self.crc_form.unwrap_or(CrcForm::Ascii);
+        response::nak_in(self.reply_dialect, &to, form, now, &mut out);
         out
     }
 }
@@ -325,8 +323,6 @@ pub fn decide_frame(
         account: header_account.map(CompactString::new),
         seq: Some(CompactString::new(h.seq)),
         crc_form: Some(frame.crc_form),
-        receiver_no: h.receiver.map(CompactString::new),
-        line_no: h.has_line.then(|| CompactString::new(h.line)),
         reply_dialect: accounts.reply_dialect_of(account),
     };
     let mut d = Decision::silent(SilenceReason::Syntax, summary, None);
@@ -355,7 +351,7 @@ pub fn decide_frame(
     // ACK, NAK, DUH and RSP are answers: a receiver answers none of them (an answer to an
     // answer could loop), but reads them, so that a key inside is masked like anywhere else.
     let payload = Payload::of_token(h.token);
-    let answer = matches!(h.token, "ACK" | "NAK" | "DUH" | "RSP");
+    let answer = payload.is_none() && matches!(h.token, "ACK" | "NAK" | "DUH" | "RSP");
     if payload.is_none() && !answer {
         duh(
             &mut d,
@@ -819,7 +815,10 @@ mod tests {
         assert_eq!(f.header.token, "NAK");
         assert_eq!(f.header.account.number(), Some("2026"));
         assert_eq!((f.header.receiver, f.header.line), (Some("5"), "3"));
-        assert_eq!(stale.summary.nak_reply(NOW + Duration::minutes(5)), nak);
+        assert_eq!(
+            stale.summary.nak_reply(&raw, NOW + Duration::minutes(5)),
+            nak
+        );
 
         // The default (2013) keeps the fixed form.
         let raw = frame("SIA-DCS", "1234", b"#1234|NBA1", &[], true);

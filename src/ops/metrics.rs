@@ -80,6 +80,7 @@ pub struct Metrics {
     pub clock_last_step: IntGauge,
     /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
     pub bus: crate::forward::nats::BusMetrics,
+    pub key_blocks: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -330,6 +331,11 @@ impl Metrics {
             "tocsin_clock_last_step_seconds",
             "Size of the last wall-clock step, in seconds (negative: backward).",
         )?;
+        let key_blocks = IntCounter::new(
+            "tocsin_key_blocks_total",
+            "Extended [K…] blocks (encryption keys) received; masked, never stored nor used.",
+        )?;
+        r.register(Box::new(key_blocks.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -416,6 +422,7 @@ impl Metrics {
             supervision_bus_errors,
             clock_steps,
             clock_last_step,
+            key_blocks,
         })
     }
 
@@ -441,7 +448,7 @@ impl Metrics {
 }
 
 /// Values of the token label; [`token_slot`] numbers them.
-pub const TOKEN_LABELS: usize = 8;
+pub const TOKEN_LABELS: usize = 12;
 
 /// The token label: known tokens as themselves (with `*` when encrypted), anything else
 /// `other`, so a sender cannot create label values.
@@ -459,6 +466,10 @@ pub fn token_slot(token: &str, encrypted: bool) -> (usize, &'static str) {
         ("NULL", false) => (4, "NULL"),
         ("NULL", true) => (5, "*NULL"),
         ("", _) => (6, "none"),
+        ("XNM", false) => (8, "XNM"),
+        ("XNM", true) => (9, "*XNM"),
+        ("RSP", false) => (10, "RSP"),
+        ("RSP", true) => (11, "*RSP"),
         _ => (7, "other"),
     }
 }

@@ -118,6 +118,7 @@ struct Health {
     station: Arc<Station>,
     bound: std::sync::Mutex<Bound>,
     started: Instant,
+    automation: Vec<Arc<crate::forward::surgard::OutputState>>,
 }
 
 impl Health {
@@ -275,6 +276,7 @@ impl Probe for Health {
             "dedup_keys": self.station.dedup.len(),
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
+            "automation": self.automation.iter().map(|a| a.status()).collect::<Vec<_>>(),
         })
     }
 }
@@ -290,6 +292,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let settings = load(config_path.as_deref(), &overrides)?;
     let config = settings.config.clone();
+    let automation_specs = settings.automation.clone();
     if config.is_default {
         tracing::warn!("no configuration file: accepting frames from ANY account in clear (encrypted frames get a NAK: no keys are configured); do not run a station like this");
     } else if settings.accounts.unknown == crate::receiver::accounts::UnknownPolicy::Accept {
@@ -358,6 +361,8 @@ pub async fn run(
     if config.bus.nats.is_some() {
         sink_names.push(crate::forward::nats::CURSOR);
     }
+    let automation_cursors: Vec<String> = automation_specs.iter().map(|s| s.cursor()).collect();
+    sink_names.extend(automation_cursors.iter().map(String::as_str));
     let cursors = crate::journal::CursorStore::open(&data_dir)?;
     for name in &sink_names {
         if cursors.load_cursor(name)?.is_none() {
@@ -376,6 +381,7 @@ pub async fn run(
         station: Arc::clone(&station),
         bound: std::sync::Mutex::new(Bound::default()),
         started: Instant::now(),
+        automation: crate::forward::surgard::states(&automation_specs, &metrics.automation),
     });
     let mut http_bound = None;
     match http::bind(http_addr).await {
@@ -505,6 +511,14 @@ pub async fn run(
             }
         }));
     }
+
+    sinks.extend(crate::forward::surgard::spawn(
+        &automation_specs,
+        &health.automation,
+        &handle,
+        &config.receiver.id,
+        &sink_stop,
+    ));
 
     // Retention: whole segments, never past what a sink has not written yet.
     let retention_stop = shutdown.child_token();

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
+    /// `tocsin_automation_*`, labelled by output.
+    pub automation: crate::forward::surgard::Families,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -289,6 +291,7 @@ impl Metrics {
         )?;
         r.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let automation = crate::forward::surgard::Families::register(&r)?;
         // Series that exist from the start, at zero, so rates and alerts work before the
         // first occurrence.
         for class in crate::protocol::codes::EventClass::ALL {
@@ -338,6 +341,7 @@ impl Metrics {
             supervision_paths,
             supervision_failed,
             supervision_refused,
+            automation,
         })
     }
 

@@ -1,7 +1,8 @@
 //! `tocsin automation-sim`: a stand-in for the station's automation computer, to try a
 //! Sur-Gard automation output without the real software (and for the tests). It ACKs each
 //! packet (or NAKs, or stays silent, every Nth as asked) and prints each one as a JSON line
-//! on stdout: its number, time, the answer given, the raw packet and its decoded fields.
+//! on stdout: its number `n`, the connection's number `conn`, the time `t` (seconds since
+//! the start), the `answer` given, the `raw` packet and its decoded fields.
 //! Connection events go to stderr.
 //!
 //! Blocking std sockets, one connection at a time: an automation computer serves one
@@ -45,6 +46,8 @@ struct Sim<W: Write> {
     args: AutomationSimArgs,
     out: W,
     count: u64,
+    /// Connections served so far (the current one's number).
+    conns: u64,
     started: Instant,
 }
 
@@ -54,6 +57,7 @@ pub fn run(args: AutomationSimArgs) -> Result<i32> {
         args,
         out: BufWriter::new(stdout.lock()),
         count: 0,
+        conns: 0,
         started: Instant::now(),
     };
     if let Some(addr) = sim.args.listen.clone() {
@@ -84,6 +88,7 @@ impl<W: Write> Sim<W> {
     /// Serves one connection until it closes. Errors only for stdout.
     fn serve(&mut self, mut stream: TcpStream) -> Result<()> {
         let _ = stream.set_nodelay(true);
+        self.conns += 1;
         let mut cutter = Cutter::default();
         let mut buf = [0u8; 8192];
         loop {
@@ -119,6 +124,7 @@ impl<W: Write> Sim<W> {
     fn describe(&self, raw: &[u8], answer: Option<u8>) -> Value {
         let mut v = Map::new();
         v.insert("n".into(), json!(self.count));
+        v.insert("conn".into(), json!(self.conns));
         v.insert(
             "t".into(),
             json!((self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),

@@ -4,7 +4,9 @@
 //! written here byte by byte. What is checked is the delivery contract: every
 //! acknowledged alarm reaches the automation, in order, at least once, across restarts of
 //! either side; NAK and silence send a packet again; a packet refused every time is set
-//! aside and reported; heartbeats go out only when the link is idle; a link down shows.
+//! aside and reported; heartbeats go out only when the link is idle; a link down shows;
+//! the output's cursor holds back retention; and the outage bar, short (a script of
+//! `benches/`, run here on the debug binary).
 //!
 //! No timing assertions beyond "a heartbeat follows at least most of its interval of
 //! silence": every wait is a generous bound on a hung test.
@@ -520,4 +522,32 @@ fn retention_keeps_what_the_automation_has_not_had() {
     // cursor deleted), the same pass deletes.
     cursors.remove_cursor("automation-away").unwrap();
     assert!(!retention.run(&policy, 0).unwrap().deleted.is_empty());
+}
+
+/// The automation outage bar, short: `benches/automation-outage.sh` with a 15 s outage at
+/// 200 events a second, on the debug binary. The automation computer is killed during a
+/// steady load and comes back: it must then get every event in order, none lost, while
+/// every panel frame was acknowledged throughout. The 10-minute run is the same script
+/// with its default duration.
+#[test]
+fn automation_outage_loses_nothing_and_reception_goes_on() {
+    let out = Command::new("bash")
+        .arg("benches/automation-outage.sh")
+        .args(["15s", "200"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TOCSIN_BIN", env!("CARGO_BIN_EXE_tocsin"))
+        .env("BENCH_DIR", env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .expect("run benches/automation-outage.sh (needs bash and python3)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "automation outage failed: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("automation outage: PASS"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(summary["in_order_and_complete"], true);
+    assert!(summary["backlog_at_end_of_outage"].as_u64().unwrap_or(0) > 1000);
 }

@@ -121,6 +121,15 @@ pub fn check_config(args: CheckConfigArgs) -> Result<i32> {
                 c.time.check_clear
             );
             println!("  dedup window   {}s", c.dedup.window.as_secs());
+            for a in &s.automation {
+                println!(
+                    "  automation     {}: {} {}, {} mapped accounts",
+                    a.name,
+                    a.endpoint.mode(),
+                    a.endpoint.address(),
+                    a.map.len()
+                );
+            }
             Ok(0)
         }
         Err(e) => {

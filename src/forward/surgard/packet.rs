@@ -524,6 +524,41 @@ mod tests {
         assert_eq!(out[0].len(), 5 + MAX_SIA_DATA + 2);
     }
 
+    proptest::proptest! {
+        /// Whatever the event, at least one packet, and each reads back as well-formed
+        /// (the fuzz target `surgard_packet` explores further).
+        #[test]
+        fn every_event_gives_well_formed_packets(
+            protocol in proptest::sample::select(vec!["SIA-DCS", "ADM-CID", "tocsin", "NULL"]),
+            q in 0u8..3,
+            account in "[0-9A-Z]{0,12}|.{0,12}",
+            code in "[0-9]{3}|[A-Z]{2}|.{0,5}",
+            group in proptest::option::of("[0-9B-F]{2}|.{0,3}"),
+            zone in proptest::option::of("[0-9B-F]{3}|.{0,4}"),
+            sia in proptest::option::of("#[0-9]{1,6}\\|N(ri[0-9]/)?[A-Z]{2}[0-9]{0,3}(/[A-Z]{2}[0-9]{3}){0,12}|.{0,90}"),
+            mapped in proptest::option::of("[0-9]{1,10}|.{0,12}"),
+            long_line in proptest::bool::ANY,
+        ) {
+            let mut e = event(protocol, &account, &code);
+            e.qualifier = [Qualifier::New, Qualifier::Restore, Qualifier::Status][usize::from(q)];
+            e.partition = group.map(Into::into);
+            e.zone = zone.map(Into::into);
+            e.sia_data = sia;
+            let map = match &mapped {
+                Some(m) => AccountMap::from_pairs([(account.as_str(), m.as_str())]),
+                None => AccountMap::default(),
+            };
+            let f = fmt(if long_line { "100" } else { "1" });
+            let mut out = Vec::new();
+            write_event(&e, &f, &map, &mut out);
+            proptest::prop_assert!(!out.is_empty());
+            for p in &out {
+                let parsed = super::super::read::parse_packet(p);
+                proptest::prop_assert!(parsed.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(p), parsed);
+            }
+        }
+    }
+
     #[test]
     fn format_settings_are_checked() {
         assert!(Format::new("1", "1", "0").is_err());

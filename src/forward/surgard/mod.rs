@@ -12,6 +12,7 @@
 //! | [`source`] | reads events from journal records; which events make packets | sockets |
 //! | [`link`] | delivery state machine: one in flight, ACK/NAK/silence, heartbeats, up/down | sockets, tokio |
 //! | [`output`] | the task: journal → queue → link ↔ socket; cursor; set-aside events | packet formats |
+//! | [`set_aside`] | the event reporting a packet the automation refused | sockets |
 //! | [`read`] | reading packets back (automation-sim, tests, fuzz) | |
 //! | [`config`], [`accounts`] | `[[automation]]` and `account_map` checked | |
 //! | [`watch`] | metrics and the `/status` entry | |
@@ -29,6 +30,7 @@ pub mod link;
 pub mod output;
 pub mod packet;
 pub mod read;
+pub mod set_aside;
 pub mod source;
 pub mod watch;
 

@@ -22,13 +22,13 @@ use super::codes::SET_ASIDE;
 use super::config::{Endpoint, OutputSpec};
 use super::link::{Link, LinkEvent};
 use super::packet::{self, Notes};
+use super::set_aside::Refused;
 use super::source;
 use super::watch::OutputState;
 use crate::journal::{CursorStore, JournalError, JournalHandle, JournalReader, Lsn, Record};
 use crate::ops::throttle::{Throttle, Verdict};
-use crate::protocol::codes::{Category, EventClass, Qualifier};
 use crate::protocol::text::escape;
-use crate::receiver::event::{rfc3339, Event};
+use crate::receiver::event::rfc3339;
 use crate::receiver::event_id::EventId;
 use crate::receiver::record::JournalRecord;
 use crate::station::micros;
@@ -108,6 +108,9 @@ struct Output {
     last_store: Instant,
     scratch: Vec<Vec<u8>>,
     logs: Logs,
+    /// Wait before the next dial (or bind); back to the shortest once the automation
+    /// answers, so a peer that accepts and hangs up at once is not dialled in a loop.
+    backoff: Duration,
 }
 
 /// Runs the output until `shutdown`; then stores its cursor.
@@ -143,6 +146,7 @@ pub async fn run(
         stored: acked,
         last_store: Instant::now(),
         scratch: Vec::new(),
+        backoff: BACKOFF_MIN,
         logs: Logs {
             down: Throttle::new(1),
             up: Throttle::new(1),
@@ -164,7 +168,6 @@ impl Output {
     async fn serve(&mut self, shutdown: &CancellationToken) -> Result<(), OutputError> {
         let mut listener: Option<TcpListener> = None;
         let mut next_try = Instant::now();
-        let mut backoff = BACKOFF_MIN;
         let mut journal_retry = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut buf = vec![0u8; 4096];
@@ -221,7 +224,6 @@ impl Output {
                                 Ok(Ok(stream)) => {
                                     let peer = stream.peer_addr().map(|p| p.to_string()).unwrap_or(addr);
                                     self.opened(stream, peer);
-                                    backoff = BACKOFF_MIN;
                                 }
                                 Ok(Err(e)) => self.down_while_away(&format!("connect {addr}: {e}")),
                                 Err(_) => self.down_while_away(&format!("connect {addr}: no answer within {}s", CONNECT_TIMEOUT.as_secs())),
@@ -235,8 +237,8 @@ impl Output {
                             Err(e) => self.down_while_away(&format!("listen {addr}: {e}")),
                         },
                     }
-                    next_try = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    next_try = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
                 }
                 _ = tick.tick() => {}
             }
@@ -407,31 +409,15 @@ impl Output {
             return;
         }
         let now = time::UtcDateTime::now();
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for part in [
-            self.receiver.as_str(),
-            self.spec.name.as_str(),
-            token.event_id.as_str(),
-            SET_ASIDE,
-        ] {
-            h.update(part.as_bytes());
-            h.update(&[0x1F]);
-        }
-        let text = format!(
-            "Automation output {} refused the packet `{shown}` {naks} times (NAK): set aside, the automation does not have event {}",
-            self.spec.name,
-            token.event_id.as_str()
-        );
-        let event = Event::internal(
-            EventId::from_hash(h.digest128()),
-            now,
-            &self.receiver,
-            &token.account,
-            SET_ASIDE,
-            (Qualifier::New, EventClass::Trouble, Category::Communication),
-            text,
-        );
-        let record = JournalRecord::internal(rfc3339(now), vec![event]).into_bytes();
+        let refused = Refused {
+            receiver: &self.receiver,
+            output: &self.spec.name,
+            account: &token.account,
+            event_id: token.event_id.as_str(),
+            packet,
+            naks,
+        };
+        let record = JournalRecord::internal(rfc3339(now), vec![refused.event(now)]).into_bytes();
         if let Err(e) = self.journal.append(micros(now), record).await {
             tracing::error!(output = %self.spec.name, error = %e, "the set-aside event could not be journaled");
         }

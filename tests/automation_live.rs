@@ -484,16 +484,21 @@ own_account = "9999"
 
 /// The output's cursor is registered when the daemon starts and stays at the last
 /// delivered record: retention, which never deletes past the smallest cursor, keeps what
-/// the automation has not had.
+/// the automation has not had. A second output, whose automation is there, is not held
+/// back by the first.
 #[test]
 fn retention_keeps_what_the_automation_has_not_had() {
     let dir = tempdir();
     let port = free_port(); // nothing listens there
+    let sim_port = free_port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sim = Sim::start(sim_port, &[], Arc::clone(&lines));
     let cfg = write_file(
         dir.path(),
         "tocsin.toml",
         &format!(
-            "[receiver]\nid = \"rx\"\n[journal]\nsegment_size = \"4KiB\"\n[[automation]]\nname = \"away\"\nconnect = \"127.0.0.1:{port}\"\n"
+            "[receiver]\nid = \"rx\"\n[journal]\nsegment_size = \"4KiB\"\n[[automation]]\nname = \"away\"\nconnect = \"127.0.0.1:{port}\"\n[[automation]]\nname = \"here\"\nconnect = \"127.0.0.1:{}\"\n",
+            sim_port
         ),
     );
     let data = dir.path().join("data");
@@ -502,9 +507,21 @@ fn retention_keeps_what_the_automation_has_not_had() {
     for zone in 1..=40 {
         assert_acked(&panel.exchange(&cid(zone).0));
     }
+    // Two outputs are independent: the one whose automation is there gets everything.
+    let delivered = wait_for("the present automation to get all 40", || {
+        let n = acked_events(&lines.lock().unwrap()).len();
+        (n >= 40).then_some(n)
+    });
+    assert_eq!(delivered, 40);
+    let (_, body) = d.get("/status").unwrap();
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["automation"][0]["link"], "down");
+    assert_eq!(status["automation"][1]["link"], "up");
     d.stop();
     let cursors = tocsin::journal::CursorStore::open(&data).unwrap();
     assert_eq!(cursors.load_cursor("automation-away").unwrap(), Some(0));
+    assert!(cursors.load_cursor("automation-here").unwrap() >= Some(40));
+    drop(sim);
     let segments = || tocsin::journal::segment::list_segments(&data.join("journal")).unwrap();
     let before = segments().len();
     assert!(before > 2, "{before} segments");

@@ -41,8 +41,8 @@ const QUEUE_LOW: usize = 64;
 /// How often the cursor is made durable while packets are acknowledged back to back.
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
 /// ... and once the queue is empty (alarms one by one, the usual traffic), sooner: fewer
-/// packets go twice after a crash, for at most ten cursor syncs a second.
-const CURSOR_IDLE: Duration = Duration::from_millis(100);
+/// packets go twice after a crash, for at most five cursor syncs a second.
+const CURSOR_IDLE: Duration = Duration::from_millis(200);
 /// A dial that takes longer than this failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A packet the automation does not take off the socket within this time ends the

@@ -413,6 +413,9 @@ pub struct Config {
     pub bus: BusSection,
     #[serde(default)]
     pub supervision: SupervisionSection,
+    /// `[[automation]]`: outputs to the station's automation software.
+    #[serde(default)]
+    pub automation: Vec<crate::forward::surgard::AutomationConfig>,
     /// Set when no file was given, so the daemon can say loudly that it accepts anything.
     #[serde(skip)]
     pub is_default: bool,
@@ -427,6 +430,8 @@ pub struct Config {
 pub struct Settings {
     pub config: Config,
     pub accounts: AccountTable,
+    /// The `[[automation]]` outputs, checked (read at start; a restart changes them).
+    pub automation: Vec<crate::forward::surgard::OutputSpec>,
 }
 
 impl Config {
@@ -606,9 +611,20 @@ impl Config {
                 message: "[journal] commit_interval must be at most 100ms".into(),
             });
         }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let automation =
+            crate::forward::surgard::config::resolve_all(&self.automation, base, |offset| {
+                self.line_of(offset)
+            })
+            .map_err(|e| ConfigError::Invalid {
+                path: e.path.unwrap_or_else(|| self.path.clone()),
+                line: e.line,
+                message: e.message,
+            })?;
         Ok(Settings {
             config: self,
             accounts,
+            automation,
         })
     }
 

@@ -81,6 +81,8 @@ pub struct Metrics {
     /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
     pub bus: crate::forward::nats::BusMetrics,
     pub key_blocks: IntCounter,
+    /// `tocsin_automation_*`, labelled by output.
+    pub automation: crate::forward::surgard::Families,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -345,6 +347,7 @@ impl Metrics {
         )?;
         r.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let automation = crate::forward::surgard::Families::register(&r)?;
         // Series that exist from the start, at zero, so rates and alerts work before the
         // first occurrence.
         for class in crate::protocol::codes::EventClass::ALL {
@@ -423,6 +426,7 @@ impl Metrics {
             clock_steps,
             clock_last_step,
             key_blocks,
+            automation,
         })
     }
 

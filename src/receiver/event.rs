@@ -71,6 +71,10 @@ pub struct Event {
     /// The account written inside the data block when it differs from the header's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_account: Option<CompactString>,
+    /// The SIA data block as received (decrypted, without its brackets), on every event of
+    /// a `SIA-DCS` frame: what a Sur-Gard automation output forwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sia_data: Option<String>,
     /// Names the panel attached (`^TOTAL^` caret texts, X-SIA text, `A` blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
@@ -218,6 +222,7 @@ impl Event {
             text,
             arming: None,
             data_account: None,
+            sia_data: None,
             names: Vec::new(),
             event_time: None,
             location: None,

@@ -59,6 +59,7 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
         o.label(k!("arming"), a.as_str());
     }
     o.opt(k!("data_account"), e.data_account.as_deref());
+    o.opt(k!("sia_data"), e.sia_data.as_deref());
     o.list(k!("names"), &e.names);
     o.opt(k!("event_time"), e.event_time.as_deref());
     o.opt(k!("location"), e.location.as_deref());
@@ -350,6 +351,7 @@ mod event_tests {
         e.partition = Some("2".into());
         e.arming = Some(Arming::Closing);
         e.data_account = Some("99".into());
+        e.sia_data = Some(odd.into());
         e.names = vec!["TOTAL".into(), odd.into()];
         for field in [
             &mut e.event_time,

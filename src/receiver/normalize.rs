@@ -128,10 +128,14 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
         Payload::Null => Vec::new(),
         Payload::Sia => {
             let mut sia = SiaData::default();
-            match parse_sia_data_into(&data, &mut sia) {
+            let mut out = match parse_sia_data_into(&data, &mut sia) {
                 Ok(()) => sia_events(facts, &sia),
                 Err(err) => unparsed(facts, &data, &err.to_string()),
+            };
+            for e in &mut out {
+                e.sia_data = Some(data.to_string());
             }
+            out
         }
         Payload::ContactId => match parse_cid_data(&data) {
             Ok(cid) => cid_events(facts, &cid),

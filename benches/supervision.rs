@@ -1,11 +1,20 @@
 //! Supervision at station scale: a million supervised paths. Prints the resident memory
-//! they take, then measures what the once-a-second tick costs while the station is quiet
-//! (every site heard recently) and what recording one heard frame costs.
+//! they take, then measures what a wheel pass costs while the station is quiet (every site
+//! heard recently), what recording one heard frame costs in the state machine, and what
+//! the frame path pays to hand a hearing to the supervision task (a `try_send` on its
+//! queue), beside what it paid when it locked a shared supervisor instead.
+//!
+//! Time is simulated: a monotonic origin and whole seconds after it, as the supervision
+//! task passes them.
 
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tocsin::receiver::supervision::{Interval, Supervisor};
+use tocsin::receiver::decide::Heard;
+use tocsin::receiver::supervision::{Interval, Stamp, Supervisor};
+use tocsin::supervision::Inbox;
 
 const PATHS: u64 = 1_000_000;
 
@@ -20,7 +29,12 @@ fn resident_bytes() -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let t0 = 1_800_000_000u64;
+    let t0 = Instant::now();
+    let wall0 = 1_800_000_000_000i64;
+    let at = |s: u64| Stamp {
+        at: t0 + Duration::from_secs(s),
+        wall_ms: wall0 + s as i64 * 1000,
+    };
     let before = resident_bytes();
     let mut s = Supervisor::new(t0);
     // 90 s interval (SP5): the wheel sees each path once per interval.
@@ -32,10 +46,10 @@ fn bench(c: &mut Criterion) {
     let ids: Vec<String> = (0..PATHS).map(|i| format!("{i:010}")).collect();
     for id in &ids {
         s.configure(id, interval);
-        s.arm(id, t0);
+        s.arm(id, at(0));
     }
     for id in &ids {
-        s.heard(id, "L1", t0);
+        s.heard(id, "L1", at(0));
     }
     let after = resident_bytes();
     eprintln!(
@@ -45,44 +59,82 @@ fn bench(c: &mut Criterion) {
         after.saturating_sub(before) / PATHS
     );
 
-    // Quiet station: sites keep reporting every 60 s, the tick runs every second. Spread the
-    // heard times so each second sees 1/60 of the sites, as in steady state.
-    let mut now = t0;
-    let started = std::time::Instant::now();
+    // Quiet station: sites keep reporting every 60 s, the wheel is passed every second.
+    // Spread the heard times so each second sees 1/60 of the sites, as in steady state.
+    let mut now = 0;
+    let started = Instant::now();
     let mut ticks = 0u32;
-    while now < t0 + 180 {
+    while now < 180 {
         now += 1;
         let due = (now % 60) as usize;
         for id in ids.iter().skip(due).step_by(60) {
-            s.heard(id, "L1", now);
+            s.heard(id, "L1", at(now));
         }
-        let changes = s.handle_timeout(now);
+        let changes = s.handle_timeout(at(now));
         assert!(changes.is_empty(), "no site is silent");
         ticks += 1;
     }
     eprintln!(
-        "180 s of a quiet station with {PATHS} paths reporting every 60 s: {:.1} ms of CPU per simulated second (heard frames and ticks)",
+        "180 s of a quiet station with {PATHS} paths reporting every 60 s: {:.1} ms of CPU per simulated second (heard frames and wheel passes)",
         started.elapsed().as_secs_f64() * 1000.0 / f64::from(ticks)
     );
 
     let mut g = c.benchmark_group("supervision_1M");
     g.sample_size(10);
-    // One simulated second of a quiet station: 1/60 of the sites report, then the tick.
+    // One simulated second of a quiet station: 1/60 of the sites report, then the pass.
     g.bench_function("one_second_quiet", |b| {
         b.iter(|| {
             now += 1;
             let due = (now % 60) as usize;
             for id in ids.iter().skip(due).step_by(60) {
-                s.heard(id, "L1", now);
+                s.heard(id, "L1", at(now));
             }
-            black_box(s.handle_timeout(now))
+            black_box(s.handle_timeout(at(now)))
         })
     });
     let mut i = 0usize;
     g.bench_function("heard", |b| {
         b.iter(|| {
             i = (i + 7919) % ids.len();
-            black_box(s.heard(&ids[i], "L1", now))
+            black_box(s.heard(&ids[i], "L1", at(now)))
+        })
+    });
+    g.finish();
+
+    // The frame path's side. Before: lock the shared supervisor and record the hearing
+    // there. Now: queue it for the task (whose draining is counted here too, once per
+    // full queue, as the task takes hearings in batches).
+    let shared = Mutex::new(s);
+    let mut g = c.benchmark_group("frame_path");
+    let mut i = 0usize;
+    g.bench_function("locked_supervisor", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            let changes = shared
+                .lock()
+                .map(|mut s| s.heard(&ids[i], "L1", at(now)))
+                .unwrap_or_default();
+            black_box(changes)
+        })
+    });
+    let (inbox, mut queue) = Inbox::detached(tocsin::supervision::INBOX);
+    let heard: Vec<Heard> = ids
+        .iter()
+        .take(4096)
+        .map(|id| Heard {
+            account: id.as_str().into(),
+            path: "L1".into(),
+        })
+        .collect();
+    let mut i = 0usize;
+    g.bench_function("inbox_heard", |b| {
+        b.iter(|| {
+            i = (i + 1) % heard.len();
+            let before = inbox.dropped();
+            inbox.heard(heard[i].clone(), at(now));
+            if inbox.dropped() != before {
+                while queue.try_recv().is_ok() {}
+            }
         })
     });
     g.finish();

@@ -30,7 +30,6 @@ use crate::ops::systemd;
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::ContentKey;
 use crate::receiver::record::JournalRecord;
-use crate::receiver::supervision::Supervisor;
 use crate::station::{micros, Station};
 
 /// What the command line overrides in the configuration file.
@@ -98,7 +97,10 @@ fn apply(config: &mut Config, o: &Overrides) {
     }
     if let Some(url) = &o.nats {
         match &mut config.bus.nats {
-            Some(n) => n.url = url.clone(),
+            Some(n) => {
+                n.url = Some(url.clone());
+                n.servers.clear();
+            }
             None => config.bus.nats = Some(crate::forward::nats::NatsConfig::with_url(url)),
         }
     }
@@ -117,34 +119,13 @@ struct Health {
     journal: JournalHandle,
     metrics: Arc<Metrics>,
     station: Arc<Station>,
-    bound: std::sync::Mutex<Bound>,
+    /// Set once the listeners are bound.
+    bound: std::sync::OnceLock<Bound>,
     started: Instant,
-}
-
-impl Health {
-    fn supervision_status(&self) -> serde_json::Value {
-        // Every ACKed frame takes this lock: copy out and let go before sorting and
-        // rendering, which take a while when a whole station is in failure.
-        let (mut failures, paths, failed) = match self.station.supervisor.lock() {
-            Ok(s) => (s.failures(), s.paths(), s.failed()),
-            Err(_) => return serde_json::Value::Null,
-        };
-        // Longest in failure first; ties (a whole station silent in the same second) by
-        // account and path, so two reads list them alike.
-        failures.sort_by(|a, b| (a.2, &a.0, &a.1).cmp(&(b.2, &b.0, &b.1)));
-        let when = |secs: u64| {
-            time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-                .map(crate::receiver::event::panel_rfc3339)
-                .unwrap_or_default()
-        };
-        serde_json::json!({
-            "paths": paths,
-            "failed": failed,
-            "sites_in_failure": failures.iter().map(|(account, path, since)| serde_json::json!({
-                "account": account, "path": path, "since": when(*since),
-            })).collect::<Vec<_>>(),
-        })
-    }
+    supervision: crate::supervision::Handle,
+    clock: Arc<crate::clock::ClockState>,
+    bus: Option<Arc<crate::forward::nats::BusStatus>>,
+    automation: Vec<Arc<crate::forward::surgard::OutputState>>,
 }
 
 impl Health {
@@ -156,16 +137,92 @@ impl Health {
             "nak": c.nak,
             "duh": c.duh,
             "none": c.none,
+            "events": crate::ops::recent::classes_json(&self.station.recent.last_hour_events(unix_now())),
         })
     }
 }
 
+/// What only the start-of-shift page shows.
+impl Health {
+    /// Each sink (stdout, file, nats, …) as its metrics know it: connected (when it has a
+    /// connection), backlog.
+    fn sinks(&self) -> serde_json::Value {
+        use prometheus::core::Collector;
+        let mut sinks: std::collections::BTreeMap<
+            String,
+            serde_json::Map<String, serde_json::Value>,
+        > = Default::default();
+        let families = [
+            ("backlog", self.metrics.sink_backlog.collect()),
+            ("connected", self.metrics.sink_connected.collect()),
+        ];
+        for (field, list) in families {
+            for m in list.iter().flat_map(|f| f.get_metric()) {
+                let Some(name) = m.get_label().iter().find(|l| l.name() == "sink") else {
+                    continue;
+                };
+                let v = m.get_gauge().get_value();
+                let value = if field == "connected" {
+                    serde_json::Value::from(v >= 1.0)
+                } else {
+                    serde_json::Value::from(v as i64)
+                };
+                sinks
+                    .entry(name.value().to_string())
+                    .or_default()
+                    .insert(field.into(), value);
+            }
+        }
+        sinks
+            .into_iter()
+            .map(|(name, mut fields)| {
+                fields.insert("name".into(), name.into());
+                serde_json::Value::Object(fields)
+            })
+            .collect()
+    }
+
+    fn journal_size(&self) -> Option<u64> {
+        let dir = crate::journal::segment::journal_dir(self.journal.data_dir());
+        let segments = crate::journal::segment::list_segments(&dir).ok()?;
+        Some(segments.iter().map(|s| s.len).sum())
+    }
+}
+
 impl Probe for Health {
+    fn page(&self) -> serde_json::Value {
+        let mut v = self.status();
+        let now = time::UtcDateTime::now();
+        let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let recent = &self.station.recent;
+        if let Some(o) = v.as_object_mut() {
+            let now_text = crate::receiver::event::panel_rfc3339(now);
+            o.insert("now".into(), now_text.as_str().into());
+            o.insert("now_unix".into(), now_s.into());
+            let minutes = serde_json::to_value(recent.minutes(now_s)).unwrap_or_default();
+            o.insert("last_hour_minutes".into(), minutes);
+            let alarms = serde_json::to_value(recent.alarms()).unwrap_or_default();
+            o.insert("latest_alarms".into(), alarms);
+            o.insert("sinks".into(), self.sinks());
+            if let (Some(j), Some(size)) = (
+                o.get_mut("journal").and_then(|j| j.as_object_mut()),
+                self.journal_size(),
+            ) {
+                j.insert("size_bytes".into(), size.into());
+            }
+        }
+        v
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.metrics.http_refused.with_label_values(&[reason]).inc();
+    }
+
     /// Scans the daemon's own journal (the last 24 h unless told) on a blocking thread,
-    /// then overlays what the running supervisor knows of the account's paths.
+    /// then overlays what the running supervision knows of the account's paths.
     fn diag(&self, account: String, since_micros: Option<i64>) -> http::DiagFuture {
         let mut reader = self.journal.reader();
-        let station = Arc::clone(&self.station);
+        let supervision = self.supervision.clone();
         Box::pin(async move {
             let now = micros(time::UtcDateTime::now());
             let since = since_micros.unwrap_or(now.saturating_sub(24 * 3_600 * 1_000_000));
@@ -181,29 +238,26 @@ impl Probe for Health {
             .await
             .map_err(|e| format!("diagnosis task failed: {e}"))?;
             let mut d = scanned.map_err(|e| e.to_string())?;
-            let site = station
-                .supervisor
-                .lock()
-                .map(|s| s.site(&account))
-                .unwrap_or_default();
+            // Not answering (stopping, or stopped) leaves the journal's view of the paths.
+            let site = supervision.site(account).await.unwrap_or_default();
             if !site.is_empty() {
-                let when = |secs: u64| {
-                    time::UtcDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-                        .map(crate::receiver::event::panel_rfc3339)
-                        .unwrap_or_default()
+                let when = |ms: i64| {
+                    crate::receiver::event::panel_rfc3339(crate::receiver::supervision::wall_time(
+                        ms,
+                    ))
                 };
                 d.paths = site
                     .into_iter()
-                    .map(|(path, heard, failed)| {
+                    .map(|p| {
                         let frames = d
                             .paths
                             .iter()
-                            .find(|p| p.path == path)
-                            .map_or(0, |p| p.frames);
+                            .find(|seen| seen.path == p.path)
+                            .map_or(0, |seen| seen.frames);
                         crate::diag::PathSeen {
-                            path,
-                            last_heard: Some(when(heard).into()),
-                            failed_since: failed.map(|f| when(f).into()),
+                            path: p.path,
+                            last_heard: Some(when(p.last_heard_ms).into()),
+                            failed_since: p.failed_since_ms.map(|f| when(f).into()),
                             frames,
                         }
                     })
@@ -266,7 +320,7 @@ impl Probe for Health {
         let settings = self.station.settings.load();
         let stats = self.journal.stats();
         let space = self.journal.space();
-        let bound = self.bound.lock().map(|b| b.clone()).unwrap_or_default();
+        let bound = self.bound.get().cloned().unwrap_or_default();
         serde_json::json!({
             "receiver": settings.config.receiver.id,
             "version": env!("CARGO_PKG_VERSION"),
@@ -290,10 +344,13 @@ impl Probe for Health {
                 "reopens": stats.reopens(),
             },
             "accounts": settings.accounts.len(),
-            "supervision": self.supervision_status(),
+            "supervision": self.supervision.status(),
+            "clock": self.clock.status(),
             "dedup_keys": self.station.dedup.len(),
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
+            "bus": self.bus.as_ref().map(|b| b.to_json()),
+            "automation": self.automation.iter().map(|a| a.status()).collect::<Vec<_>>(),
         })
     }
 }
@@ -309,6 +366,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let settings = load(config_path.as_deref(), &overrides)?;
     let config = settings.config.clone();
+    let automation_specs = settings.automation.clone();
     if config.is_default {
         tracing::warn!("no configuration file: accepting frames from ANY account in clear (encrypted frames get a NAK: no keys are configured); do not run a station like this");
     } else if settings.accounts.unknown == crate::receiver::accounts::UnknownPolicy::Accept {
@@ -343,31 +401,40 @@ pub async fn run(
 
     let dedup = Dedup::with_limit(config.dedup.window, config.dedup.max_keys);
     let dedup_keys = rebuild_dedup(&journal, &dedup, config.dedup.window, config.dedup.max_keys);
-    let now_s = unix_now();
-    let mut supervisor = Supervisor::new(now_s);
-    configure_supervision(&mut supervisor, &settings, now_s);
-    let snapshot_path = data_dir.join("supervision.json");
-    let snapshot = crate::receiver::supervision_state::load(&snapshot_path);
+    let snapshot =
+        crate::supervision::snapshot::load(&crate::supervision::snapshot::path_in(&data_dir));
     let rebuilt = rebuild_from_journal(&handle, snapshot);
-    for f in &rebuilt.failed {
-        supervisor.restore_failed(&f.account, &f.path, f.since, f.all);
-    }
     tracing::info!(
         keys = dedup_keys,
         took_ms = rebuilding.elapsed().as_millis() as u64,
         window_s = config.dedup.window.as_secs(),
-        supervised_paths = supervisor.paths(),
-        in_failure = supervisor.failed(),
-        "state rebuilt: dedup window from the journal, supervision from its snapshot"
+        "state rebuilt: dedup window from the journal"
     );
 
+    // Supervision: its own task, fed by the frame path through `inbox`.
+    let settings = Arc::new(settings);
+    let recent = Arc::new(crate::ops::recent::Recent::default());
+    let (supervision, inbox) = crate::supervision::Supervision::start(crate::supervision::Start {
+        settings: Arc::clone(&settings),
+        journal: handle.clone(),
+        metrics: Arc::clone(&metrics),
+        series: crate::ops::frame_series::FrameSeries::new(&metrics),
+        recent: Arc::clone(&recent),
+        data_dir: data_dir.clone(),
+        restored: rebuilt.supervision,
+    });
+    let clock = Arc::new(crate::clock::ClockState::default());
+    let clock_stop = CancellationToken::new();
+    let clock_watch =
+        crate::clock::spawn(Arc::clone(&clock), Arc::clone(&metrics), clock_stop.clone());
+
     let station = Arc::new(Station {
-        settings: ArcSwap::from_pointee(settings),
+        settings: ArcSwap::new(settings),
         journal: handle.clone(),
         dedup,
         metrics: Arc::clone(&metrics),
-        supervisor: std::sync::Mutex::new(supervisor),
-        recent: crate::ops::recent::Recent::default(),
+        supervision: inbox,
+        recent,
         series: crate::ops::frame_series::FrameSeries::new(&metrics),
     });
 
@@ -383,6 +450,8 @@ pub async fn run(
     if config.bus.nats.is_some() {
         sink_names.push(crate::forward::nats::CURSOR);
     }
+    let automation_cursors: Vec<String> = automation_specs.iter().map(|s| s.cursor()).collect();
+    sink_names.extend(automation_cursors.iter().map(String::as_str));
     let cursors = crate::journal::CursorStore::open(&data_dir)?;
     for name in &sink_names {
         if cursors.load_cursor(name)?.is_none() {
@@ -394,21 +463,45 @@ pub async fn run(
     // ready" while listeners wait for their ports.
     let http_stop = CancellationToken::new();
     let http_addr = config.http_address();
+    let bus = config
+        .bus
+        .nats
+        .as_ref()
+        .map(|n| Arc::new(crate::forward::nats::BusStatus::new(n, metrics.bus.clone())));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
         journal: handle.clone(),
         metrics: Arc::clone(&metrics),
         station: Arc::clone(&station),
-        bound: std::sync::Mutex::new(Bound::default()),
+        bound: std::sync::OnceLock::new(),
         started: Instant::now(),
+        supervision: supervision.handle.clone(),
+        clock,
+        bus: bus.clone(),
+        automation: crate::forward::surgard::states(&automation_specs, &metrics.automation),
     });
     let mut http_bound = None;
+    // The access rules never stop the start: at worst only /healthz and /readyz are served.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let access = crate::ops::http_access::load(
+        &config.http,
+        http_addr,
+        &config.path,
+        credentials.as_deref(),
+    );
+    for w in &access.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(why) = &access.error {
+        tracing::error!("{why}");
+    }
     match http::bind(http_addr).await {
         Ok(l) => {
             http_bound = l.local_addr().ok();
             tokio::spawn(http::serve(
                 l,
                 health.clone() as Arc<dyn Probe>,
+                Arc::new(access.access),
                 http_stop.clone(),
             ));
         }
@@ -476,9 +569,7 @@ pub async fn run(
             metrics.listeners.with_label_values(&["udp"]).inc();
         }
     }
-    if let Ok(mut b) = health.bound.lock() {
-        *b = bound.clone();
-    }
+    let _ = health.bound.set(bound.clone());
 
     // Sinks.
     let sink_stop = CancellationToken::new();
@@ -520,16 +611,25 @@ pub async fn run(
         }
     }
 
-    if let Some(nats) = config.bus.nats.clone() {
+    if let (Some(nats), Some(bus)) = (config.bus.nats.clone(), bus) {
         let h = handle.clone();
         let stop = sink_stop.clone();
         let m = Arc::new(metrics.sink("nats"));
+        let name = format!("tocsin {}", config.receiver.id);
         sinks.push(tokio::spawn(async move {
-            if let Err(e) = crate::forward::nats::run(h, nats, m, stop).await {
+            if let Err(e) = crate::forward::nats::run(h, nats, name, m, bus, stop).await {
                 tracing::error!(error = %e, "NATS sink stopped");
             }
         }));
     }
+
+    sinks.extend(crate::forward::surgard::spawn(
+        &automation_specs,
+        &health.automation,
+        &handle,
+        &config.receiver.id,
+        &sink_stop,
+    ));
 
     // Retention: whole segments, never past what a sink has not written yet; every minute,
     // and at once (at most every second) when the writer is refused a segment for space.
@@ -544,68 +644,6 @@ pub async fn run(
         },
         shutdown.child_token(),
     ));
-
-    // Supervision: one timer for every supervised path; the state snapshot is written
-    // every 10 s and at shutdown.
-    let supervision_stop = CancellationToken::new();
-    let supervision = {
-        let station = Arc::clone(&station);
-        let stop = supervision_stop.clone();
-        let snapshot_path = snapshot_path.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_snapshot = Instant::now();
-            loop {
-                let stopping = tokio::select! {
-                    _ = tick.tick() => false,
-                    _ = stop.cancelled() => true,
-                };
-                let now = time::UtcDateTime::now();
-                let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-                let (changes, paths, failed, refused) = match station.supervisor.lock() {
-                    Ok(mut s) => (
-                        s.handle_timeout(now_s),
-                        s.paths(),
-                        s.failed(),
-                        s.paths_refused(),
-                    ),
-                    Err(_) => (Vec::new(), 0, 0, 0),
-                };
-                station.metrics.supervision_paths.set(paths as i64);
-                station.metrics.supervision_failed.set(failed as i64);
-                let counted = station.metrics.supervision_refused.get();
-                station
-                    .metrics
-                    .supervision_refused
-                    .inc_by(refused.saturating_sub(counted));
-                if !changes.is_empty() {
-                    station.record_changes(&changes, now).await;
-                }
-                if stopping || last_snapshot.elapsed() >= Duration::from_secs(10) {
-                    let snap = station
-                        .supervisor
-                        .lock()
-                        .ok()
-                        .map(|s| s.snapshot(micros(now)));
-                    if let Some(snap) = snap {
-                        let path = snapshot_path.clone();
-                        let stored = tokio::task::spawn_blocking(move || {
-                            crate::receiver::supervision_state::store(&path, &snap)
-                        })
-                        .await;
-                        if let Ok(Err(e)) = stored {
-                            tracing::warn!(error = %e, "supervision snapshot not written");
-                        }
-                    }
-                    last_snapshot = Instant::now();
-                }
-                if stopping {
-                    return;
-                }
-            }
-        })
-    };
 
     health.listening.store(true, Ordering::Release);
     tracing::info!(tcp = ?bound.tcp, udp = ?bound.udp, http = ?bound.http, receiver = %config.receiver.id, "listening");
@@ -634,10 +672,9 @@ pub async fn run(
                 match load(config_path.as_deref(), &overrides) {
                     Ok(new) => {
                         let accounts = new.accounts.len();
-                        if let Ok(mut s) = station.supervisor.lock() {
-                            configure_supervision(&mut s, &new, unix_now());
-                        }
-                        station.settings.store(Arc::new(new));
+                        let new = Arc::new(new);
+                        supervision.handle.reload(Arc::clone(&new));
+                        station.settings.store(new);
                         metrics.reloads.with_label_values(&["ok"]).inc();
                         tracing::info!(accounts, "configuration reloaded");
                     }
@@ -675,9 +712,12 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 3 s");
     }
     let _ = retention.await;
-    supervision_stop.cancel();
-    let _ = supervision.await;
     tracing::debug!("connections finished");
+    // No frame can arrive any more: supervision drains, journals its last changes and
+    // stores its snapshot before the journal closes.
+    supervision.stop().await;
+    clock_stop.cancel();
+    let _ = clock_watch.await;
     drop(station);
     let closed = journal.close().await;
     tracing::debug!("journal closed");
@@ -695,19 +735,8 @@ fn unix_now() -> u64 {
     u64::try_from(time::UtcDateTime::now().unix_timestamp()).unwrap_or(0)
 }
 
-/// Sets every account's supervision interval and starts the timers of those not yet
-/// heard (at start, and again after a reload for new accounts).
-fn configure_supervision(supervisor: &mut Supervisor, settings: &Settings, now: u64) {
-    for (id, account) in settings.accounts.iter() {
-        supervisor.configure(id, account.supervision);
-        if account.supervision.is_some() {
-            supervisor.arm(id, now);
-        }
-    }
-}
-
 struct Rebuilt {
-    failed: Vec<crate::receiver::supervision_state::FailedPath>,
+    supervision: crate::receiver::supervision_state::Snapshot,
 }
 
 /// Re-enters the content keys acknowledged within the dedup window, so that a panel
@@ -762,11 +791,18 @@ fn rebuild_from_journal(
 ) -> Rebuilt {
     let mut state = snapshot;
     let mut reader = journal.reader();
-    if let Err(e) = reader.seek_time(state.taken_micros) {
+    // Supervision records after the snapshot's position (or, for a snapshot of an older
+    // version without one, its time): the tail since the last snapshot, seconds of records.
+    let positioned = match state.lsn {
+        Some(lsn) => {
+            reader.seek(lsn.saturating_add(1));
+            Ok(())
+        }
+        None => reader.seek_time(state.taken_micros),
+    };
+    if let Err(e) = positioned {
         tracing::warn!(error = %e, "cannot read the journal tail; supervision state from its snapshot only");
-        return Rebuilt {
-            failed: state.failed,
-        };
+        return Rebuilt { supervision: state };
     }
     loop {
         match reader.next_record() {
@@ -776,7 +812,7 @@ fn rebuild_from_journal(
                     continue;
                 };
                 if head.kind == crate::receiver::record::RecordKind::Internal
-                    && rec.ts_micros >= state.taken_micros
+                    && state.is_newer(rec.lsn, rec.ts_micros)
                 {
                     if let Ok(r) = JournalRecord::from_bytes(&rec.payload) {
                         state.apply(&r.events, rec.ts_micros);
@@ -790,9 +826,7 @@ fn rebuild_from_journal(
             }
         }
     }
-    Rebuilt {
-        failed: state.failed,
-    }
+    Rebuilt { supervision: state }
 }
 
 /// Binds `addr`, waiting while the port is held by another socket.

@@ -5,7 +5,10 @@
 //! - [`receiver`]: the decision for each frame, dedup, events, supervision (pure).
 //! - [`net`]: TCP and UDP listeners and the stream cutter.
 //! - [`ops`]: configuration, metrics, HTTP, systemd.
+//! - [`supervision`]: the task that owns supervision, and its sharing between receivers.
+//! - [`clock`]: wall-clock steps, detected and reported.
 
+pub mod clock;
 pub mod daemon;
 pub mod diag;
 pub mod forward;
@@ -17,6 +20,7 @@ pub mod protocol;
 pub mod receiver;
 pub mod report;
 pub mod station;
+pub mod supervision;
 
 pub mod alloc;
 

@@ -19,15 +19,13 @@ use crate::ops::config::Settings;
 use crate::ops::frame_series::{class_counts, FrameSeries};
 use crate::ops::metrics::Metrics;
 use crate::ops::throttle::{Throttle, Verdict};
-use crate::protocol::dc09::CrcForm;
-use crate::protocol::response;
 use crate::protocol::text::escape;
 use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::{rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
 use crate::receiver::record::{JournalRecord, RecordKind};
-use crate::receiver::supervision::{Change, Supervisor};
+use crate::receiver::supervision::Stamp;
 
 /// Shared state of the receiving side.
 pub struct Station {
@@ -35,11 +33,11 @@ pub struct Station {
     pub journal: JournalHandle,
     pub dedup: Dedup,
     pub metrics: Arc<Metrics>,
-    /// Locked briefly per acknowledged frame (a hash lookup) and once a second by the
-    /// supervision timer.
-    pub supervisor: std::sync::Mutex<Supervisor>,
+    /// Where acknowledged frames are told to supervision: a queue that never waits (the
+    /// supervision task owns the state).
+    pub supervision: crate::supervision::Inbox,
     /// Frames of the last hour by reply, for `/status`.
-    pub recent: crate::ops::recent::Recent,
+    pub recent: Arc<crate::ops::recent::Recent>,
     /// The metric series every frame moves, looked up once.
     pub series: FrameSeries,
 }
@@ -52,16 +50,6 @@ static REJECTION_LOG: Throttle = Throttle::per_minute(REJECTION_LINES_PER_MINUTE
 /// Lines about frames the journal refused (a full disk refuses every frame): the first
 /// ones say why, the rest are counted in `tocsin_journal_refused_total`.
 static JOURNAL_ERROR_LOG: Throttle = Throttle::per_minute(10);
-
-/// Supervision events per journal record: about 500 bytes each, so a record stays near
-/// 64 KB, far under the journal's 1 MiB limit on one record.
-const CHANGES_PER_RECORD: usize = 128;
-
-/// Supervision change log lines per second at most. A station-wide outage fails every
-/// site within one interval and brings them all back within minutes when it ends; every
-/// change is an event in the journal and on the bus, the log gets a sample and a count.
-const CHANGE_LINES_PER_SECOND: u64 = 50;
-static CHANGE_LOG: Throttle = Throttle::new(CHANGE_LINES_PER_SECOND);
 
 /// The journal tag of a receiver record (see [`crate::journal::Tagger`]): its content
 /// key, present on every acknowledged new frame. The segment summaries keep it, so the
@@ -80,7 +68,6 @@ pub fn dedup_tag(payload: &[u8]) -> Option<u128> {
     }
     u128::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
-
 /// Microseconds since the Unix epoch of a receiver time.
 pub fn micros(t: UtcDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
@@ -142,11 +129,11 @@ impl Station {
                 .map_or_else(|| rfc3339(now), |e| e.received_at.clone()),
             transport: Some(CompactString::const_new(transport.as_str())),
             peer: peer_text.clone(),
-            // Every event of the frame carries it already escaped.
+            // Every event of the frame carries it already escaped (any key masked).
             raw: Some(
                 d.events
                     .first()
-                    .map_or_else(|| escape(raw), |e| e.raw.clone()),
+                    .map_or_else(|| d.raw_text(raw), |e| e.raw.clone()),
             ),
             reply: d.reply.bytes().map(escape),
             outcome: Some(CompactString::const_new(d.outcome.reply_label())),
@@ -156,11 +143,14 @@ impl Station {
             events: std::mem::take(&mut d.events),
         };
         let classes = class_counts(&record.events);
+        let mut alarms = crate::ops::recent::alarms_of(&record.events);
+        if d.key_blocks > 0 {
+            self.metrics.key_blocks.inc_by(u64::from(d.key_blocks));
+        }
         let payload = record.into_bytes();
 
         // When the reply was ready, if known before the end: the time after a durable
-        // append serves both latencies (what follows it is a few counters, unless it
-        // journals supervision changes).
+        // append serves both latencies (what follows it is a few counters).
         let mut replied_at = None;
         let reply = match d.reply {
             Reply::AfterDurable(ack) => {
@@ -178,6 +168,8 @@ impl Station {
                             self.dedup.insert(k, now_us);
                         }
                         self.series.events(&classes);
+                        self.recent
+                            .record_events(now_s, &classes, std::mem::take(&mut alarms));
                         Some(ack)
                     }
                     Err(e) => {
@@ -199,10 +191,7 @@ impl Station {
                             );
                         }
                         d.outcome = Outcome::Nak(NakReason::Journal);
-                        let mut nak = Vec::with_capacity(48);
-                        let form = d.summary.crc_form.unwrap_or(CrcForm::Ascii);
-                        response::nak(form, now, &mut nak);
-                        Some(nak)
+                        Some(d.summary.nak_reply(raw, now))
                     }
                 }
             }
@@ -210,6 +199,8 @@ impl Station {
                 // Rejections that raised an event (unknown account, clear frame on an
                 // encrypted account) are journaled without making the panel wait.
                 self.series.events(&classes);
+                self.recent
+                    .record_events(now_s, &classes, std::mem::take(&mut alarms));
                 self.audit(now_us, payload).await;
                 Some(bytes)
             }
@@ -222,17 +213,16 @@ impl Station {
             d.outcome,
             Outcome::AckNew | Outcome::AckNull | Outcome::AckDuplicate
         );
-        if let (true, Some(heard)) = (acked, &d.heard) {
-            let changes = self
-                .supervisor
-                .lock()
-                .map(|mut s| s.heard(&heard.account, &heard.path, now_s))
-                .unwrap_or_default();
-            if !changes.is_empty() {
-                self.record_changes(&changes, now).await;
-                // That waited for the journal again: read the clock when it is done.
-                replied_at = None;
-            }
+        if let (true, Some(heard)) = (acked, d.heard.take()) {
+            // Heard at arrival, on both clocks already read; any restore it causes is
+            // journaled by the supervision task, the reply does not wait for it.
+            self.supervision.heard(
+                heard,
+                Stamp {
+                    at: started,
+                    wall_ms: now_us.div_euclid(1000),
+                },
+            );
         }
         // A frame the journal refused was logged above, with the reason.
         let verdict = if acked || d.outcome == Outcome::Nak(NakReason::Journal) {
@@ -268,48 +258,6 @@ impl Station {
             if let Verdict::Log { suppressed } = JOURNAL_ERROR_LOG.check_now() {
                 tracing::error!(error = %e, suppressed, "journal refused an audit record");
             }
-            self.metrics
-                .journal_errors
-                .with_label_values(&["audit_lost"])
-                .inc();
-        }
-    }
-
-    /// Journals supervision changes as receiver events.
-    ///
-    /// A station whose own network fails sees every site fall silent within one interval,
-    /// and after a restart during the outage in the same second: thousands of changes at
-    /// once. They go into records of [`CHANGES_PER_RECORD`] events, each far under the
-    /// journal's record limit (1 MiB), all appended before the first wait; the log gets at
-    /// most [`CHANGE_LINES_PER_SECOND`] of them a second, and a count of the others.
-    pub async fn record_changes(&self, changes: &[Change], now: UtcDateTime) {
-        let receiver = self.settings.load().config.receiver.id.clone();
-        let at = rfc3339(now);
-        let now_s = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let ts = micros(now);
-        let mut records = Vec::with_capacity(changes.len().div_ceil(CHANGES_PER_RECORD));
-        for chunk in changes.chunks(CHANGES_PER_RECORD) {
-            let events: Vec<_> = chunk.iter().map(|c| c.to_event(&receiver, now)).collect();
-            for e in &events {
-                if let Verdict::Log { .. } = CHANGE_LOG.check(now_s) {
-                    tracing::warn!(account = %e.account, code = %e.code, path = e.path.as_deref().unwrap_or("-"), "{}", e.text);
-                }
-                self.series.event(e.class, 1);
-            }
-            records.push((ts, JournalRecord::internal(at.clone(), events).into_bytes()));
-        }
-        let untold = CHANGE_LOG.take_suppressed();
-        if untold > 0 {
-            tracing::warn!(
-                suppressed = untold,
-                "supervision change lines suppressed (more than {CHANGE_LINES_PER_SECOND} a second); every change is journaled as an event"
-            );
-        }
-        if records.is_empty() {
-            return;
-        }
-        if let Err(e) = self.journal.append_batch(records).await {
-            tracing::error!(error = %e, "supervision events could not be journaled");
             self.metrics
                 .journal_errors
                 .with_label_values(&["audit_lost"])

@@ -33,6 +33,9 @@ pub struct DiagArgs {
     /// Print the diagnosis as JSON.
     #[arg(long)]
     pub json: bool,
+    /// A file holding the daemon's HTTP token (`[http] token_file`), with --http.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 pub fn run(args: DiagArgs) -> Result<i32> {
@@ -58,10 +61,15 @@ pub fn run(args: DiagArgs) -> Result<i32> {
                 Some(us) => format!("/diag/{}?since={us}", args.account),
                 None => format!("/diag/{}", args.account),
             };
+            let token = crate::cli::status::read_token(args.token_file.as_deref())?;
             let (code, body) =
-                crate::cli::status::http_get(&args.http, &path).with_context(|| {
-                    format!("asking the daemon at {} (or give --data-dir)", args.http)
-                })?;
+                crate::cli::status::http_get_auth(&args.http, &path, token.as_deref())
+                    .with_context(|| {
+                        format!("asking the daemon at {} (or give --data-dir)", args.http)
+                    })?;
+            if let Some(why) = crate::cli::status::refusal(code, &body) {
+                bail!("{why}");
+            }
             if code != 200 {
                 bail!("the daemon answered {code}: {}", body.trim());
             }

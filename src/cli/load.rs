@@ -53,6 +53,9 @@ const MAX_REPLY: usize = 4096;
 /// A paced panel that fell behind by more than this forgets the frames it owes: `--rate` is a
 /// cap, not a debt to be paid in a burst after a stall.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+/// Sends of one frame over the two paths of `--fallback` before the panel gives it up, as
+/// a panel's dialler does after a few rounds (counted in `given_up`).
+const MAX_ATTEMPTS: u32 = 4;
 /// Latency samples carry the payload kind in their top two bits.
 const KIND_SHIFT: u32 = 30;
 const LATENCY_MASK: u32 = (1 << KIND_SHIFT) - 1;
@@ -62,6 +65,12 @@ pub struct LoadArgs {
     /// Receiver address, HOST:PORT.
     #[arg(long)]
     pub to: String,
+    /// A second receiver, as dual-path panels have: a frame that gets no reply within
+    /// `--timeout`, or whose connection breaks or cannot be made, is sent again (the same
+    /// bytes: sequence and timestamp) to the other address, and the panel stays there until
+    /// that path fails in turn. Counted in `path_switches`.
+    #[arg(long, value_name = "ADDR")]
+    pub fallback: Option<String>,
     /// Send over UDP (one socket per panel) instead of TCP.
     #[arg(long, conflicts_with = "connect_per_frame")]
     pub udp: bool,
@@ -273,6 +282,10 @@ struct Counts {
     failures: Failures,
     /// Connections (or UDP sockets) opened again after a timeout or a failure.
     reconnects: u64,
+    /// Moves to the other path (`--fallback`).
+    path_switches: u64,
+    /// Frames that no path answered after [`MAX_ATTEMPTS`] sends.
+    given_up: u64,
 }
 
 impl Counts {
@@ -287,6 +300,8 @@ impl Counts {
         self.timeouts += o.timeouts;
         self.failures.add(&o.failures);
         self.reconnects += o.reconnects;
+        self.path_switches += o.path_switches;
+        self.given_up += o.given_up;
     }
 }
 
@@ -308,6 +323,8 @@ struct Hists {
 /// Read-only settings and the few shared cells, one per run.
 struct Shared {
     target: SocketAddr,
+    /// `--fallback`: the second path of every panel.
+    fallback: Option<SocketAddr>,
     transport: Transport,
     key: Option<Key>,
     mix: Vec<Kind>,
@@ -328,6 +345,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// The address of path 0 (`--to`) or 1 (`--fallback`).
+    fn target_of(&self, path: usize) -> SocketAddr {
+        match (path, self.fallback) {
+            (1, Some(f)) => f,
+            _ => self.target,
+        }
+    }
+
     fn note_connect_error(&self, e: &std::io::Error) {
         let mut slot = self
             .first_connect_error
@@ -355,6 +380,8 @@ enum Verdict {
 /// One simulated panel: its identity, counters and reusable buffers.
 struct Panel {
     idx: usize,
+    /// 0 while on `--to`, 1 while on `--fallback`.
+    path: usize,
     account: String,
     /// Panels that share an account (`--accounts` < `--conns`) differ by this number, which
     /// shifts their zones: otherwise two of them sending the same sequence in the same second
@@ -387,6 +414,7 @@ impl Panel {
         };
         Panel {
             idx,
+            path: 0,
             account: account_id(idx % shared.accounts),
             generation: idx / shared.accounts,
             seq: 0,
@@ -414,11 +442,10 @@ impl Panel {
 
     async fn open(&mut self, shared: &Shared) -> Option<Link> {
         let source = self.source(shared);
+        let target = shared.target_of(self.path);
         let opened = match shared.transport {
-            Transport::Udp => open_udp(shared.target, source).await.map(Link::Udp),
-            _ => match tokio::time::timeout(shared.timeout, connect_tcp(shared.target, source))
-                .await
-            {
+            Transport::Udp => open_udp(target, source).await.map(Link::Udp),
+            _ => match tokio::time::timeout(shared.timeout, connect_tcp(target, source)).await {
                 Ok(r) => r.map(Link::Tcp),
                 Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
             },
@@ -457,51 +484,81 @@ impl Panel {
             start + p.mul_f64(frac)
         });
         let mut backoff = Duration::from_millis(50);
+        // The frame in `self.frame` still waits for an answer (it goes again to the other
+        // path), its kind, and how many times it was sent.
+        let mut pending: Option<Kind> = None;
+        let mut attempts = 0u32;
 
         loop {
-            if shared.stop.load(Relaxed) || self.quota == Some(0) {
+            if shared.stop.load(Relaxed) {
                 break;
             }
-            if let (Some(due), Some(period)) = (next_due.as_mut(), shared.period) {
-                let now = Instant::now();
-                // The next frame would leave after the end: the run is over for this panel,
-                // and sleeping until then would only stretch the measured duration.
-                if deadline.is_some_and(|d| *due >= d) {
-                    break;
+            let kind = match pending {
+                Some(kind) => {
+                    // A frame sent again leaves at once, but not after the end of the run.
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    kind
                 }
-                if *due > now {
-                    tokio::time::sleep_until((*due).into()).await;
-                } else if now.duration_since(*due) > MAX_CATCH_UP {
-                    *due = now;
-                }
-                *due += period;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            if persistent && link.is_none() {
-                link = self.open(&shared).await;
-                if link.is_none() {
-                    // A frame that could not leave still uses up its share of `--frames`, so
-                    // that a run against a dead receiver ends.
+                None => {
+                    if self.quota == Some(0) {
+                        break;
+                    }
+                    if let (Some(due), Some(period)) = (next_due.as_mut(), shared.period) {
+                        let now = Instant::now();
+                        // The next frame would leave after the end: the run is over for
+                        // this panel, and sleeping until then would only stretch the
+                        // measured duration.
+                        if deadline.is_some_and(|d| *due >= d) {
+                            break;
+                        }
+                        if *due > now {
+                            tokio::time::sleep_until((*due).into()).await;
+                        } else if now.duration_since(*due) > MAX_CATCH_UP {
+                            *due = now;
+                        }
+                        *due += period;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    // A frame uses up its share of `--frames` once, however many sends it
+                    // takes, and even if it cannot leave: a run against a dead receiver ends.
                     if let Some(q) = self.quota.as_mut() {
                         *q -= 1;
                     }
-                    // The receiver is down or refusing: do not spin on it.
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    attempts = 0;
+                    let kind = self.build(&shared);
+                    pending = Some(kind);
+                    kind
+                }
+            };
+            if persistent && link.is_none() {
+                link = self.open(&shared).await;
+                if link.is_none() {
+                    attempts += 1;
+                    if !self.path_failed(&shared, attempts) {
+                        pending = None;
+                    }
+                    // The receiver is down or refusing: do not spin on it (with a second
+                    // path, only once both have failed).
+                    if shared.fallback.is_none() || attempts >= 2 {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
                     continue;
                 }
                 self.counts.reconnects += 1;
             }
             backoff = Duration::from_millis(50);
 
-            let kind = self.build(&shared);
             let t0 = Instant::now();
             let outcome = tokio::time::timeout(
                 shared.timeout,
                 exchange(
                     &shared,
+                    shared.target_of(self.path),
                     self.source(&shared),
                     link.as_mut(),
                     &self.frame,
@@ -510,9 +567,7 @@ impl Panel {
             )
             .await;
             let t1 = Instant::now();
-            if let Some(q) = self.quota.as_mut() {
-                *q -= 1;
-            }
+            attempts += 1;
 
             let range = match outcome {
                 Err(_) => {
@@ -522,13 +577,21 @@ impl Panel {
                     link = None;
                     self.rbuf_reset(&shared);
                     self.maybe_publish(&shared, t1);
+                    if !self.path_failed(&shared, attempts) {
+                        pending = None;
+                    }
                     continue;
                 }
                 Ok(Err(Failure::Connect)) => {
                     // Per-frame mode: the frame never left.
                     self.counts.failures.count(Failure::Connect);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    if !self.path_failed(&shared, attempts) {
+                        pending = None;
+                    }
+                    if shared.fallback.is_none() || attempts >= 2 {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
                     continue;
                 }
                 Ok(Err(f)) => {
@@ -538,10 +601,17 @@ impl Panel {
                     link = None;
                     self.rbuf_reset(&shared);
                     self.maybe_publish(&shared, t1);
+                    // A broken connection is a path failure; a reply that makes no sense
+                    // is the receiver's answer, wrong as it is.
+                    let broken = matches!(f, Failure::Closed | Failure::Io);
+                    if !broken || !self.path_failed(&shared, attempts) {
+                        pending = None;
+                    }
                     continue;
                 }
                 Ok(Ok(r)) => r,
             };
+            pending = None;
             self.counts.sent += 1;
             self.counts.sent_by_kind[kind.index()] += 1;
 
@@ -580,6 +650,23 @@ impl Panel {
         self.flush_samples(&shared);
         self.publish(&shared, Instant::now());
         self.counts
+    }
+
+    /// The path failed `attempts` sends of the current frame: with `--fallback`, move to
+    /// the other path and return true (send it again there), unless the frame has had its
+    /// sends (then it is given up). Without `--fallback`, false: the frame is lost, as it
+    /// always was.
+    fn path_failed(&mut self, shared: &Shared, attempts: u32) -> bool {
+        if shared.fallback.is_none() {
+            return false;
+        }
+        self.path = 1 - self.path.min(1);
+        self.counts.path_switches += 1;
+        if attempts >= MAX_ATTEMPTS {
+            self.counts.given_up += 1;
+            return false;
+        }
+        true
     }
 
     fn rbuf_reset(&mut self, shared: &Shared) {
@@ -731,6 +818,7 @@ async fn open_udp(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result
 /// Sends `frame` and returns where its reply lies in `rbuf`.
 async fn exchange(
     shared: &Shared,
+    target: SocketAddr,
     source: Option<IpAddr>,
     link: Option<&mut Link>,
     frame: &[u8],
@@ -748,7 +836,7 @@ async fn exchange(
         }
         None => {
             // Connect per frame: the connection is part of what a panel waits for.
-            let mut stream = connect_tcp(shared.target, source).await.map_err(|e| {
+            let mut stream = connect_tcp(target, source).await.map_err(|e| {
                 shared.note_connect_error(&e);
                 Failure::Connect
             })?;
@@ -859,6 +947,18 @@ pub fn run(args: LoadArgs) -> Result<i32> {
         .with_context(|| format!("--to {}", args.to))?
         .next()
         .with_context(|| format!("--to {} resolves to nothing", args.to))?;
+    let fallback = match &args.fallback {
+        Some(f) => Some(
+            f.to_socket_addrs()
+                .with_context(|| format!("--fallback {f}"))?
+                .next()
+                .with_context(|| format!("--fallback {f} resolves to nothing"))?,
+        ),
+        None => None,
+    };
+    if fallback.is_some_and(|f| f.is_ipv4() != target.is_ipv4()) && !args.source.is_empty() {
+        bail!("--fallback and --to must be of the same family when --source is given");
+    }
     if let Some(bad) = args.source.iter().find(|s| s.is_ipv4() != target.is_ipv4()) {
         bail!("--source {bad} is not of the same family as --to {target}");
     }
@@ -894,6 +994,7 @@ pub fn run(args: LoadArgs) -> Result<i32> {
     }
     let shared = Arc::new(Shared {
         target,
+        fallback,
         transport,
         key,
         mix: args.mix.clone(),
@@ -922,11 +1023,18 @@ pub fn run(args: LoadArgs) -> Result<i32> {
         print_human(&summary, &outcome);
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
-    Ok(if outcome.counts.failures.total() > 0 {
-        1
-    } else {
-        0
-    })
+    Ok(i32::from(failed(&outcome.counts, fallback.is_some())))
+}
+
+/// Whether the run failed. With `--fallback`, a broken path is what is being exercised:
+/// the run fails only on a frame no path answered, or on a wrong reply.
+fn failed(c: &Counts, fallback: bool) -> bool {
+    if !fallback {
+        return c.failures.total() > 0;
+    }
+    let f = &c.failures;
+    c.given_up > 0
+        || f.bad_frame + f.wrong_token + f.wrong_seq + f.wrong_account + f.crypto + f.oversized > 0
 }
 
 struct Outcome {
@@ -1139,6 +1247,9 @@ fn summarize(
         "errors": c.failures.total(),
         "error_kinds": c.failures.to_json(),
         "reconnects": c.reconnects,
+        "path_switches": c.path_switches,
+        "given_up": c.given_up,
+        "fallback": shared.fallback.map(|f| f.to_string()),
         "conns": args.conns,
         "duration_s": (secs * 1000.0).round() / 1000.0,
         "connect_s": (o.connect_time.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -1217,6 +1328,12 @@ fn print_human(s: &Value, o: &Outcome) {
     }
     if c.failures.total() > 0 {
         eprintln!("  errors by kind: {}", s["error_kinds"]);
+    }
+    if let Some(f) = s["fallback"].as_str() {
+        eprintln!(
+            "  fallback {f}: {} path switches, {} frames given up",
+            c.path_switches, c.given_up
+        );
     }
     if let Some(e) = &o.first_connect_error {
         eprintln!("  first connect error: {e}");

@@ -42,6 +42,19 @@ pub enum LogFormat {
 pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The NATS client's own lines repeat with every reconnection, unthrottled: tocsin says
+    // what matters itself, unless RUST_LOG names the client. Its protocol trace would show
+    // the CONNECT line, credentials included, so that stays off whatever RUST_LOG says.
+    let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("async_nats"));
+    let directive = if named {
+        "async_nats::connection=info"
+    } else {
+        "async_nats=off"
+    };
+    let filter = match directive.parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -121,11 +134,64 @@ pub fn check_config(args: CheckConfigArgs) -> Result<i32> {
                 c.time.check_clear
             );
             println!("  dedup window   {}s", c.dedup.window.as_secs());
+            // HTTP settings warn, never fail: they never keep the receiver down either.
+            let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+            let access = tocsin::ops::http_access::load(
+                &c.http,
+                c.http_address(),
+                &c.path,
+                credentials.as_deref(),
+            );
+            for w in access.warnings.iter().chain(&access.error) {
+                eprintln!("warning: {w}");
+            }
+            if let Some(n) = &c.bus.nats {
+                print_bus(n);
+            }
+            for a in &s.automation {
+                println!(
+                    "  automation     {}: {} {}, {} mapped accounts",
+                    a.name,
+                    a.endpoint.mode(),
+                    a.endpoint.address(),
+                    a.map.len()
+                );
+            }
             Ok(0)
         }
         Err(e) => {
             eprintln!("{e}");
             Ok(1)
         }
+    }
+}
+
+/// The bus part of `check-config`: where, how authenticated, which files (never their
+/// content), and what is wrong with those files on this machine.
+fn print_bus(n: &tocsin::forward::nats::NatsConfig) {
+    let servers: Vec<String> = n
+        .server_urls()
+        .iter()
+        .map(|u| tocsin::forward::nats::redact(u))
+        .collect();
+    println!("  bus            nats {}", servers.join(", "));
+    println!(
+        "  bus stream     {} ({} replicas when created), subjects {}, duplicate window {}s, republish window {}s",
+        n.stream,
+        n.replicas,
+        n.stream_subjects(),
+        n.duplicate_window.as_secs(),
+        n.republish_window.as_secs()
+    );
+    println!(
+        "  bus security   auth {}, TLS {}",
+        n.auth_kind().as_str(),
+        if n.tls() { "yes" } else { "no" }
+    );
+    for (key, path) in n.files() {
+        println!("  bus file       {key} {}", path.display());
+    }
+    for w in n.file_warnings() {
+        eprintln!("warning: [bus.nats] {w}");
     }
 }

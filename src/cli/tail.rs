@@ -1,5 +1,8 @@
 //! `tocsin tail`: follow events as they arrive, from the bus or from a journal, as JSON
 //! lines or as one readable line per event for a person at a console.
+//!
+//! With `--config`, the bus is reached exactly as the daemon reaches it (`[bus.nats]`:
+//! every server, the credentials, TLS), so operators can follow a secured bus.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,21 +11,27 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 
+use tocsin::forward::nats::{self, NatsConfig};
 use tocsin::journal::JournalReader;
+use tocsin::ops::config::Config;
 use tocsin::receiver::event::Event;
 use tocsin::receiver::record::JournalRecord;
 
 #[derive(clap::Args, Debug)]
 pub struct TailArgs {
     /// Read from NATS JetStream at this URL.
-    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "config"])]
     pub nats: Option<String>,
-    /// Subject filter on the bus.
-    #[arg(long, default_value = "tocsin.events.>")]
-    pub subject: String,
-    /// Stream name on the bus.
-    #[arg(long, default_value = "TOCSIN")]
-    pub stream: String,
+    /// Read from the bus of this configuration file's `[bus.nats]`: its servers,
+    /// credentials, TLS, stream and subject prefix.
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    pub config: Option<PathBuf>,
+    /// Subject filter on the bus [default: `<subject_prefix>.events.>`, tocsin.events.>].
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Stream name on the bus [default: the configuration's, TOCSIN].
+    #[arg(long)]
+    pub stream: Option<String>,
     /// Read from the journal in this data directory.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -87,10 +96,21 @@ pub fn run(args: TailArgs) -> Result<i32> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    match (&args.nats, &args.data_dir) {
-        (Some(url), _) => runtime.block_on(from_nats(url, &args)),
+    let bus = match (&args.nats, &args.config) {
+        (Some(url), _) => Some(NatsConfig::with_url(url)),
+        (None, Some(file)) => {
+            let config = Config::from_file(file)?.resolve()?.config;
+            let Some(nats) = config.bus.nats else {
+                bail!("{} has no [bus.nats] section", file.display());
+            };
+            Some(nats)
+        }
+        (None, None) => None,
+    };
+    match (bus, &args.data_dir) {
+        (Some(bus), _) => runtime.block_on(from_nats(&bus, &args)),
         (None, Some(dir)) => runtime.block_on(from_journal(dir, &args)),
-        (None, None) => bail!("give --nats URL or --data-dir DIR"),
+        (None, None) => bail!("give --config FILE, --nats URL or --data-dir DIR"),
     }
 }
 
@@ -115,19 +135,24 @@ async fn from_journal(dir: &std::path::Path, args: &TailArgs) -> Result<i32> {
     }
 }
 
-async fn from_nats(url: &str, args: &TailArgs) -> Result<i32> {
+async fn from_nats(bus: &NatsConfig, args: &TailArgs) -> Result<i32> {
     use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-    let client = async_nats::connect(url)
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let client = nats::connect(bus, "tocsin tail", nats::Hooks::default()).await?;
+    let info = client.server_info();
+    let server = format!("{}:{} ({})", info.host, info.port, info.server_name);
     let js = async_nats::jetstream::new(client);
+    let name = args.stream.as_deref().unwrap_or(&bus.stream);
     let stream = js
-        .get_stream(&args.stream)
+        .get_stream(name)
         .await
-        .with_context(|| format!("no stream {} on {url}", args.stream))?;
+        .with_context(|| format!("no stream {name} on {server}"))?;
+    let subject = args
+        .subject
+        .clone()
+        .unwrap_or_else(|| bus.stream_subjects());
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: args.subject.clone(),
+            filter_subject: subject,
             deliver_policy: if args.follow {
                 DeliverPolicy::New
             } else {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::units;
 use crate::journal::MinFree;
 use crate::protocol::crypto::{Key, KeyEncoding};
+use crate::protocol::response::ReplyDialect;
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
 
 /// Port used when none is configured. DC-09 has no assigned port; 9000 is free of the
@@ -84,6 +85,10 @@ pub struct ReceiverSection {
     pub number: Option<String>,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Reply forms where DC-09-2013 and DC-09-2026 differ (`*ACK` pad, NAK account
+    /// fields), for accounts that set none: `"2013"` (default) or `"2026"`.
+    #[serde(default)]
+    pub reply_dialect: ReplyDialect,
 }
 
 impl Default for ReceiverSection {
@@ -92,6 +97,7 @@ impl Default for ReceiverSection {
             id: default_receiver_id(),
             number: None,
             data_dir: default_data_dir(),
+            reply_dialect: ReplyDialect::default(),
         }
     }
 }
@@ -300,6 +306,49 @@ pub struct HttpSection {
     /// Metrics, health and status. Loopback by default: it is for the station's own tools.
     #[serde(default)]
     pub address: Option<SocketAddr>,
+    /// A file holding the bearer token every route but `/healthz` and `/readyz` asks for.
+    /// A relative path is read from `$CREDENTIALS_DIRECTORY` when set (systemd
+    /// `LoadCredential=`), else from the configuration file's directory.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Serve every route without a token on a non-loopback address. Off by default: off
+    /// loopback, without a token, only `/healthz` and `/readyz` are served.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Serve `/metrics` without the token (a Prometheus scraper with no secret).
+    #[serde(default)]
+    pub metrics_unauthenticated: bool,
+}
+
+/// `[supervision]`: how receivers of one station share supervision (see
+/// `docs/supervision.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSection {
+    /// Tell the other receivers on the bus (`[bus.nats]`) which sites this one heard, and
+    /// hear theirs, so that a site is in failure only when no receiver heard it.
+    #[serde(default = "default_share")]
+    pub share: bool,
+    /// While a peer receiver cannot be heard (bus down or split), a failure waits this
+    /// long for news that may explain the silence before it is raised.
+    #[serde(default = "default_hold", with = "units::duration")]
+    pub hold: Duration,
+}
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        SupervisionSection {
+            share: default_share(),
+            hold: default_hold(),
+        }
+    }
+}
+
+fn default_share() -> bool {
+    true
+}
+fn default_hold() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `[bus]`: where events are published.
@@ -367,6 +416,9 @@ pub struct AccountEntry {
     /// event.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// `"2013"` or `"2026"`: overrides `[receiver] reply_dialect` for this panel.
+    #[serde(default)]
+    pub reply_dialect: Option<ReplyDialect>,
 }
 
 /// The configuration file as written.
@@ -395,6 +447,11 @@ pub struct Config {
     pub account: Vec<AccountEntry>,
     #[serde(default)]
     pub bus: BusSection,
+    #[serde(default)]
+    pub supervision: SupervisionSection,
+    /// `[[automation]]`: outputs to the station's automation software.
+    #[serde(default)]
+    pub automation: Vec<crate::forward::surgard::AutomationConfig>,
     /// Set when no file was given, so the daemon can say loudly that it accepts anything.
     #[serde(skip)]
     pub is_default: bool,
@@ -409,6 +466,8 @@ pub struct Config {
 pub struct Settings {
     pub config: Config,
     pub accounts: AccountTable,
+    /// The `[[automation]]` outputs, checked (read at start; a restart changes them).
+    pub automation: Vec<crate::forward::surgard::OutputSpec>,
 }
 
 impl Config {
@@ -436,6 +495,9 @@ impl Config {
         })?;
         config.path = path.to_path_buf();
         config.line_index = Some(LineIndex::new(text));
+        if let Some(nats) = config.bus.nats.as_mut() {
+            nats.base_dir = path.parent().map(Path::to_path_buf);
+        }
         Ok(config)
     }
 
@@ -471,6 +533,7 @@ impl Config {
             message,
         };
         let mut accounts = AccountTable::with_policy(self.accounts.unknown);
+        accounts.reply_dialect = self.receiver.reply_dialect;
         for entry in &self.account {
             let id = entry.id.get_ref();
             if !valid_account_id(id) {
@@ -531,6 +594,7 @@ impl Config {
                 time_check: entry.time_check,
                 supervision,
                 identity,
+                reply_dialect: entry.reply_dialect,
             };
             if accounts.insert(id, account).is_some() {
                 return Err(invalid(
@@ -558,6 +622,22 @@ impl Config {
                 message: "[time] past and future must each be at most 2 days".into(),
             });
         }
+        // A hold is how late a failure may be while a peer cannot be heard: past a few
+        // minutes it would hide a cut line for longer than any reporting category allows.
+        if self.supervision.hold > Duration::from_secs(600) {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                message: "[supervision] hold must be at most 10m".into(),
+            });
+        }
+        if let Some(nats) = &self.bus.nats {
+            nats.validate().map_err(|message| ConfigError::Invalid {
+                path: self.path.clone(),
+                line: 0,
+                message: format!("[bus.nats] {message}"),
+            })?;
+        }
         // Every ACK may wait this long: past a tenth of a second it would be felt by panels
         // and buy nothing more (a sync's CPU is already shared by hundreds of frames).
         if self.journal.commit_interval > Duration::from_millis(100) {
@@ -567,9 +647,20 @@ impl Config {
                 message: "[journal] commit_interval must be at most 100ms".into(),
             });
         }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let automation =
+            crate::forward::surgard::config::resolve_all(&self.automation, base, |offset| {
+                self.line_of(offset)
+            })
+            .map_err(|e| ConfigError::Invalid {
+                path: e.path.unwrap_or_else(|| self.path.clone()),
+                line: e.line,
+                message: e.message,
+            })?;
         Ok(Settings {
             config: self,
             accounts,
+            automation,
         })
     }
 
@@ -702,5 +793,27 @@ encryption = "required"             # or "optional"
             err.contains("commit_interval must be at most 100ms"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reply_dialect_default_and_per_account() {
+        let s =
+            parse("[[account]]\nid = \"1\"\nreply_dialect = \"2026\"\n[[account]]\nid = \"2\"\n")
+                .unwrap();
+        assert_eq!(s.accounts.reply_dialect, ReplyDialect::Dc2013);
+        assert_eq!(
+            s.accounts.reply_dialect_of(s.accounts.get("1")),
+            ReplyDialect::Dc2026
+        );
+        assert_eq!(
+            s.accounts.reply_dialect_of(s.accounts.get("2")),
+            ReplyDialect::Dc2013
+        );
+        let s = parse("[receiver]\nreply_dialect = \"2026\"\n").unwrap();
+        assert_eq!(s.accounts.reply_dialect_of(None), ReplyDialect::Dc2026);
+        let err = parse("[receiver]\nreply_dialect = \"2021\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("2026"), "{err}");
     }
 }

@@ -74,6 +74,19 @@ pub struct Metrics {
     pub supervision_paths: IntGauge,
     pub supervision_failed: IntGauge,
     pub supervision_refused: IntCounter,
+    pub http_refused: IntCounterVec,
+    pub supervision_held: IntGauge,
+    pub supervision_heard_dropped: IntCounter,
+    pub supervision_peers: IntGaugeVec,
+    pub supervision_beats: IntCounterVec,
+    pub supervision_bus_errors: IntCounter,
+    pub clock_steps: IntCounterVec,
+    pub clock_last_step: IntGauge,
+    /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
+    pub bus: crate::forward::nats::BusMetrics,
+    pub key_blocks: IntCounter,
+    /// `tocsin_automation_*`, labelled by output.
+    pub automation: crate::forward::surgard::Families,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -305,6 +318,51 @@ impl Metrics {
             format!("Frames over a path not supervised because its site already had {} paths (the most one site may have).", crate::receiver::supervision::MAX_PATHS_PER_SITE),
         )?;
         r.register(Box::new(supervision_refused.clone()))?;
+        let supervision_held = gauge(
+            &r,
+            "tocsin_supervision_held_paths",
+            "Supervised paths past their deadline whose failure waits ([supervision] hold) because a peer receiver cannot be heard.",
+        )?;
+        let supervision_heard_dropped = IntCounter::new(
+            "tocsin_supervision_heard_dropped_total",
+            "Acknowledged frames whose hearing did not reach supervision (its queue was full); every path then counts as heard, so a failure may be late, never false.",
+        )?;
+        r.register(Box::new(supervision_heard_dropped.clone()))?;
+        let supervision_peers = IntGaugeVec::new(
+            Opts::new(
+                "tocsin_supervision_peers",
+                "Peer receivers sharing supervision over the bus, by state (live: heard within 5 s; unheard: not, and failures are held).",
+            ),
+            &["state"],
+        )?;
+        r.register(Box::new(supervision_peers.clone()))?;
+        let supervision_beats = counter_vec(
+            &r,
+            "tocsin_supervision_beats_total",
+            "Supervision beats (what a receiver heard in a second) sent to and received from the bus.",
+            &["direction"],
+        )?;
+        let supervision_bus_errors = IntCounter::new(
+            "tocsin_supervision_bus_errors_total",
+            "Failures to reach the bus for supervision sharing (connect, stream, publish, consume), each retried.",
+        )?;
+        r.register(Box::new(supervision_bus_errors.clone()))?;
+        let clock_steps = counter_vec(
+            &r,
+            "tocsin_clock_steps_total",
+            "Steps of the wall clock of more than 2 s against the monotonic clock, by direction. Supervision deadlines do not move with them; event times do.",
+            &["direction"],
+        )?;
+        let clock_last_step = gauge(
+            &r,
+            "tocsin_clock_last_step_seconds",
+            "Size of the last wall-clock step, in seconds (negative: backward).",
+        )?;
+        let key_blocks = IntCounter::new(
+            "tocsin_key_blocks_total",
+            "Extended [K…] blocks (encryption keys) received; masked, never stored nor used.",
+        )?;
+        r.register(Box::new(key_blocks.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -314,6 +372,7 @@ impl Metrics {
         )?;
         r.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let automation = crate::forward::surgard::Families::register(&r)?;
         // Series that exist from the start, at zero, so rates and alerts work before the
         // first occurrence.
         for class in crate::protocol::codes::EventClass::ALL {
@@ -339,7 +398,27 @@ impl Metrics {
         for reason in ["disk_full", "min_free", "failed"] {
             journal_refused.with_label_values(&[reason]);
         }
+        let http_refused = counter_vec(
+            &r,
+            "tocsin_http_refused_total",
+            "HTTP requests refused by the access rules: unauthorized (no valid token), locked (off loopback without a token: only /healthz and /readyz served).",
+            &["reason"],
+        )?;
+        for reason in ["unauthorized", "locked"] {
+            http_refused.with_label_values(&[reason]);
+        }
+        for direction in ["forward", "backward"] {
+            clock_steps.with_label_values(&[direction]);
+        }
+        for direction in ["sent", "received"] {
+            supervision_beats.with_label_values(&[direction]);
+        }
+        for state in ["live", "unheard"] {
+            supervision_peers.with_label_values(&[state]);
+        }
+        let bus = crate::forward::nats::BusMetrics::register(&r)?;
         Ok(Metrics {
+            bus,
             registry: r,
             frames,
             events,
@@ -374,6 +453,16 @@ impl Metrics {
             supervision_paths,
             supervision_failed,
             supervision_refused,
+            http_refused,
+            supervision_held,
+            supervision_heard_dropped,
+            supervision_peers,
+            supervision_beats,
+            supervision_bus_errors,
+            clock_steps,
+            clock_last_step,
+            key_blocks,
+            automation,
         })
     }
 
@@ -399,7 +488,7 @@ impl Metrics {
 }
 
 /// Values of the token label; [`token_slot`] numbers them.
-pub const TOKEN_LABELS: usize = 8;
+pub const TOKEN_LABELS: usize = 12;
 
 /// The token label: known tokens as themselves (with `*` when encrypted), anything else
 /// `other`, so a sender cannot create label values.
@@ -417,6 +506,10 @@ pub fn token_slot(token: &str, encrypted: bool) -> (usize, &'static str) {
         ("NULL", false) => (4, "NULL"),
         ("NULL", true) => (5, "*NULL"),
         ("", _) => (6, "none"),
+        ("XNM", false) => (8, "XNM"),
+        ("XNM", true) => (9, "*XNM"),
+        ("RSP", false) => (10, "RSP"),
+        ("RSP", true) => (11, "*RSP"),
         _ => (7, "other"),
     }
 }

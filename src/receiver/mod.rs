@@ -11,4 +11,5 @@ pub mod json;
 pub mod normalize;
 pub mod record;
 pub mod supervision;
+pub mod supervision_event;
 pub mod supervision_state;

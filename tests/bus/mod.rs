@@ -10,9 +10,17 @@
 //!   reply, counting ACKs, NAKs, DUHs and timeouts.
 //! - [`read_stream`]: every message of the stream, with its subject, `Nats-Msg-Id` and
 //!   payload, read with an ordered JetStream consumer.
+//! - [`cluster::NatsCluster`]: three `nats-server` nodes clustered on loopback.
+//! - [`dual::DualPanel`]: a dual-path panel that falls back to its other receiver and
+//!   keeps what it saw ACKed.
+//! - [`secure`]: certificates (rcgen) and NATS JWTs (NKeys) for a secured bus.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod dual;
+pub mod secure;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -95,31 +103,51 @@ fn on_path(cmd: &str) -> Option<PathBuf> {
 pub struct NatsServer {
     bin: PathBuf,
     pub port: u16,
+    /// The server's name (`-n`), for a cluster node.
+    pub name: Option<String>,
     store: TempDir,
     child: Option<Child>,
     starts: u32,
+    /// Arguments after the common ones (cluster flags, `-c FILE`).
+    extra: Vec<String>,
+}
+
+/// The `nats-server` binary, or a failed test saying what to install.
+pub fn nats_server_bin() -> PathBuf {
+    on_path("nats-server").unwrap_or_else(|| {
+        panic!(
+            "nats-server is not installed (not on PATH nor in /usr/sbin): these tests need a \
+             real NATS JetStream server. Install the Debian package `nats-server` \
+             (apt-get install nats-server) and run again; scripts/test does it when run as root."
+        )
+    })
 }
 
 impl NatsServer {
     /// Starts `nats-server -js` on a free loopback port and waits until it accepts
     /// connections. Fails the test if the binary is missing.
     pub fn start() -> NatsServer {
-        let bin = on_path("nats-server").unwrap_or_else(|| {
-            panic!(
-                "nats-server is not installed (not on PATH nor in /usr/sbin): these tests need a \
-                 real NATS JetStream server. Install the Debian package `nats-server` \
-                 (apt-get install nats-server) and run again; scripts/test does it when run as root."
-            )
-        });
-        let mut s = NatsServer {
-            bin,
-            port: free_port(),
+        NatsServer::start_with(free_port(), None, Vec::new())
+    }
+
+    /// Starts one with more arguments (a cluster node's flags, a configuration file).
+    pub fn start_with(port: u16, name: Option<String>, extra: Vec<String>) -> NatsServer {
+        let mut s = NatsServer::prepare(port, name, extra);
+        s.spawn();
+        s
+    }
+
+    /// A server not started yet (a cluster starts its nodes together).
+    pub fn prepare(port: u16, name: Option<String>, extra: Vec<String>) -> NatsServer {
+        NatsServer {
+            bin: nats_server_bin(),
+            port,
+            name,
             store: disk_tempdir("nats-store-"),
             child: None,
             starts: 0,
-        };
-        s.spawn();
-        s
+            extra,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -130,7 +158,8 @@ impl NatsServer {
         self.store.path()
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process, without waiting for it to accept connections.
+    pub fn launch(&mut self) {
         self.starts += 1;
         // One log per start, kept beside the store for a failing test's post-mortem.
         let log = std::fs::File::create(
@@ -139,17 +168,26 @@ impl NatsServer {
                 .join(format!("server-{}.log", self.starts)),
         )
         .expect("nats-server log file");
-        let child = Command::new(&self.bin)
-            .args(["-js", "-a", "127.0.0.1", "-p"])
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(self.store.path().join("js"))
+            .arg(self.store.path().join("js"));
+        if let Some(name) = &self.name {
+            cmd.args(["-n", name]);
+        }
+        let child = cmd
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
         self.child = Some(child);
+    }
+
+    /// Waits until the server accepts connections (fails the test if it exited).
+    pub fn wait_accepting(&mut self) {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         wait_until(
             Duration::from_secs(20),
@@ -168,6 +206,21 @@ impl NatsServer {
                     .map(|_| ())
             },
         );
+    }
+
+    fn spawn(&mut self) {
+        self.launch();
+        self.wait_accepting();
+    }
+
+    /// The server's log of its latest start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(
+            self.store
+                .path()
+                .join(format!("server-{}.log", self.starts)),
+        )
+        .unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown, no flush, like a crash or a power cut of the bus host process.
@@ -199,18 +252,43 @@ impl Drop for NatsServer {
 #[derive(Clone)]
 pub struct TocsinOptions {
     pub receiver_id: String,
-    pub nats_url: String,
+    /// Server URLs: one is written as `url`, several as `servers`.
+    pub nats_servers: Vec<String>,
     /// Extra lines appended to `[bus.nats]`.
     pub nats_extra: String,
+    /// Extra configuration before `[bus.nats]` (accounts, supervision, …).
+    pub extra: String,
+    /// Environment of the daemon (e.g. `CREDENTIALS_DIRECTORY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl TocsinOptions {
     pub fn new(receiver_id: &str, nats_url: &str) -> TocsinOptions {
+        TocsinOptions::servers(receiver_id, &[nats_url.to_string()])
+    }
+
+    pub fn servers(receiver_id: &str, urls: &[String]) -> TocsinOptions {
         TocsinOptions {
             receiver_id: receiver_id.into(),
-            nats_url: nats_url.into(),
+            nats_servers: urls.to_vec(),
             // A short ack timeout makes a dead server noticed quickly in tests.
             nats_extra: "ack_timeout = \"2s\"\n".into(),
+            extra: String::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The `[bus.nats]` server line.
+    fn servers_line(&self) -> String {
+        match self.nats_servers.as_slice() {
+            [one] => format!("url = \"{one}\""),
+            many => format!(
+                "servers = [{}]",
+                many.iter()
+                    .map(|u| format!("\"{u}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -221,6 +299,9 @@ pub struct Tocsin {
     pub data_dir: TempDir,
     pub panel_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub config_path: PathBuf,
+    env: Vec<(String, String)>,
+    starts: u32,
 }
 
 impl Tocsin {
@@ -233,44 +314,60 @@ impl Tocsin {
             "[receiver]\nid = \"{id}\"\ndata_dir = \"{dir}\"\n\n\
              [[listen]]\naddress = \"{panel_addr}\"\ntransport = \"tcp\"\n\n\
              [http]\naddress = \"{http_addr}\"\n\n\
-             [output]\nstdout = false\n\n\
-             [bus.nats]\nurl = \"{url}\"\n{extra}",
+             [output]\nstdout = false\n\n{extra}\n\
+             [bus.nats]\n{servers}\n{nats_extra}",
             id = opts.receiver_id,
             dir = data_dir.path().display(),
-            url = opts.nats_url,
-            extra = opts.nats_extra,
+            extra = opts.extra,
+            servers = opts.servers_line(),
+            nats_extra = opts.nats_extra,
         );
         let config_path = data_dir.path().join("tocsin.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let log = std::fs::File::create(data_dir.path().join("tocsin.log")).expect("log file");
+        let mut t = Tocsin {
+            child: None,
+            data_dir,
+            panel_addr,
+            http_addr,
+            config_path,
+            env: opts.env.clone(),
+            starts: 0,
+        };
+        t.spawn();
+        t
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        // Logs of every start in one file: a restart appends.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("tocsin.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
             .arg("run")
             .arg("--config")
-            .arg(&config_path)
+            .arg(&self.config_path)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start tocsin");
-        let mut t = Tocsin {
-            child: Some(child),
-            data_dir,
-            panel_addr,
-            http_addr,
-        };
+        self.child = Some(child);
         wait_until(Duration::from_secs(30), "tocsin /readyz", || {
-            if let Some(c) = t.child.as_mut() {
+            if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("tocsin exited at start ({status}): {}", t.log());
+                    panic!("tocsin exited at start ({status}): {}", self.log());
                 }
             }
-            match http_get(t.http_addr, "/readyz") {
+            match http_get(self.http_addr, "/readyz") {
                 Some((200, _)) => Some(()),
                 _ => None,
             }
         });
-        t
     }
 
     /// The daemon's log so far (for assertion messages).
@@ -291,6 +388,14 @@ impl Tocsin {
         self.metrics().get(key).copied()
     }
 
+    /// `/status` as JSON.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let (200, body) = http_get(self.http_addr, "/status")? else {
+            return None;
+        };
+        serde_json::from_str(&body).ok()
+    }
+
     /// SIGTERM and wait for a clean exit (drain), SIGKILL after 15 s.
     pub fn stop(&mut self) {
         let Some(mut c) = self.child.take() else {
@@ -309,6 +414,20 @@ impl Tocsin {
         let _ = c.kill();
         let _ = c.wait();
     }
+
+    /// SIGKILL: the receiver's machine or process dies at once.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again with the same configuration, ports and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
 }
 
 impl Drop for Tocsin {
@@ -324,6 +443,8 @@ impl Drop for Tocsin {
 pub const BACKLOG: &str = "tocsin_forward_backlog_records{sink=\"nats\"}";
 pub const PUBLISHED: &str = "tocsin_forward_published_total{sink=\"nats\"}";
 pub const CONNECTED: &str = "tocsin_forward_connected{sink=\"nats\"}";
+pub const REPUBLISHED_RESTORED: &str = "tocsin_bus_republished_total{outcome=\"restored\"}";
+pub const REPUBLISHED_DUPLICATE: &str = "tocsin_bus_republished_total{outcome=\"duplicate\"}";
 
 /// Parses the Prometheus text format into `name{labels}` → value (comments skipped).
 pub fn parse_metrics(body: &str) -> HashMap<String, f64> {

@@ -43,7 +43,7 @@ pub fn decode_one(raw: &[u8], key: Option<&Key>, now: UtcDateTime, time: &TimePo
     let mut random = [0u8; 16];
     rand::fill(&mut random);
     let d = decide(raw, &arrival, &accounts, time, &NothingSeen, &random);
-    let response = d.reply.bytes().map(escape);
+    let response = d.reply.inspect().map(escape);
     // `ok` says whether the frame could be read. A frame that only lacks its key (the
     // caller gave none) or that is itself a reply (ACK, NAK, DUH, RSP) is read fine; the
     // response field still says what a receiver would answer.

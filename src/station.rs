@@ -1,10 +1,11 @@
 //! The path every frame takes between the socket and the reply, shared by TCP and UDP:
 //! decide, journal, remember, count, log.
 //!
-//! This is where the first invariant is kept: a reply of [`Reply::AfterDurable`] is
-//! released only after the journal has returned `Ok` for the frame's record, which means
-//! written and fdatasync'd. A journal error turns the ACK into a NAK (the panel retries,
-//! or goes to its backup receiver) and is counted; it is never an ACK.
+//! This is where the first invariant is kept, and the types keep it: an ACK that hands
+//! over new events comes out of the decision as a [`PendingAck`], whose bytes are released
+//! only by the journal's [`Durable`](crate::journal::Durable) proof for the frame's own
+//! record (written and fdatasync'd). A journal error turns the ACK into a NAK (the panel
+//! retries, or goes to its backup receiver) and is counted; it is never an ACK.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::ops::frame_series::{class_counts, FrameSeries};
 use crate::ops::metrics::Metrics;
 use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::text::escape;
-use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
+use crate::receiver::decide::{decide, NakReason, Outcome, PendingAck, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
 use crate::receiver::event::{rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
@@ -135,7 +136,7 @@ impl Station {
                     .first()
                     .map_or_else(|| d.raw_text(raw), |e| e.raw.clone()),
             ),
-            reply: d.reply.bytes().map(escape),
+            reply: d.reply.inspect().map(escape),
             outcome: Some(CompactString::const_new(d.outcome.reply_label())),
             reason: Some(CompactString::const_new(d.outcome.reason_label())),
             account: d.summary.account.clone(),
@@ -152,46 +153,42 @@ impl Station {
         // When the reply was ready, if known before the end: the time after a durable
         // append serves both latencies (what follows it is a few counters).
         let mut replied_at = None;
-        let reply = match d.reply {
+        let reply = match std::mem::replace(&mut d.reply, Reply::None) {
             Reply::AfterDurable(ack) => {
                 let append_started = Instant::now();
-                match self.journal.append(now_us, payload).await {
-                    Ok(_) => {
-                        let durable_at = Instant::now();
-                        replied_at = Some(durable_at);
-                        self.metrics.journal_append.observe(
-                            durable_at
-                                .saturating_duration_since(append_started)
-                                .as_secs_f64(),
-                        );
-                        if let Some(k) = d.content_key {
-                            self.dedup.insert(k, now_us);
+                let ticket = ack.ticket();
+                match self.journal.append_durable(now_us, payload, ticket).await {
+                    Ok(proof) => match ack.release(proof) {
+                        Ok(bytes) => {
+                            let durable_at = Instant::now();
+                            replied_at = Some(durable_at);
+                            self.metrics.journal_append.observe(
+                                durable_at
+                                    .saturating_duration_since(append_started)
+                                    .as_secs_f64(),
+                            );
+                            if let Some(k) = d.content_key {
+                                self.dedup.insert(k, now_us);
+                            }
+                            self.series.events(&classes);
+                            self.recent
+                                .record_events(now_s, &classes, std::mem::take(&mut alarms));
+                            Some(bytes)
                         }
-                        self.series.events(&classes);
-                        self.recent
-                            .record_events(now_s, &classes, std::mem::take(&mut alarms));
-                        Some(ack)
-                    }
+                        Err(unreleased) => Some(self.refuse(
+                            &mut d,
+                            unreleased,
+                            (raw, now),
+                            &peer_text,
+                            "the journal's proof named another record",
+                        )),
+                    },
                     Err(e) => {
-                        self.metrics
-                            .journal_errors
-                            .with_label_values(&["nak"])
-                            .inc();
                         self.metrics
                             .journal_refused
                             .with_label_values(&[e.label()])
                             .inc();
-                        if let Verdict::Log { suppressed } = JOURNAL_ERROR_LOG.check_now() {
-                            tracing::error!(
-                                peer = peer_text.as_deref().unwrap_or("-"),
-                                account = d.summary.account.as_deref().unwrap_or("-"),
-                                error = %e,
-                                suppressed,
-                                "journal could not make the frame durable: NAK instead of ACK"
-                            );
-                        }
-                        d.outcome = Outcome::Nak(NakReason::Journal);
-                        Some(d.summary.nak_reply(raw, now))
+                        Some(self.refuse(&mut d, ack, (raw, now), &peer_text, &e.to_string()))
                     }
                 }
             }
@@ -252,6 +249,35 @@ impl Station {
         reply
     }
 
+    /// The frame's record is not known durable: its ACK is dropped unsent, the frame gets a
+    /// NAK (the panel retries, or goes to its backup receiver), counted and logged. Returns
+    /// the NAK, answering the frame `(raw, received at)`.
+    fn refuse(
+        &self,
+        d: &mut crate::receiver::decide::Decision,
+        ack: PendingAck,
+        (raw, now): (&[u8], UtcDateTime),
+        peer_text: &Option<CompactString>,
+        why: &str,
+    ) -> Vec<u8> {
+        drop(ack);
+        self.metrics
+            .journal_errors
+            .with_label_values(&["nak"])
+            .inc();
+        if let Verdict::Log { suppressed } = JOURNAL_ERROR_LOG.check_now() {
+            tracing::error!(
+                peer = peer_text.as_deref().unwrap_or("-"),
+                account = d.summary.account.as_deref().unwrap_or("-"),
+                error = why,
+                suppressed,
+                "journal could not make the frame durable: NAK instead of ACK"
+            );
+        }
+        d.outcome = Outcome::Nak(NakReason::Journal);
+        d.summary.nak_reply(raw, now)
+    }
+
     /// Journals a record nobody waits for (the audit of a frame answered at once).
     async fn audit(&self, now_us: i64, payload: Vec<u8>) {
         if let Err(e) = self.journal.append_nowait(now_us, payload).await {
@@ -299,6 +325,81 @@ mod tests {
             key: key.map(|k| ContentKey(k).to_hex()),
             events: vec![event; events],
         }
+    }
+
+    /// The first invariant, at the level of the whole frame path: a journal whose sync
+    /// fails gets the panel a NAK, and nothing of that frame is acknowledged anywhere (no
+    /// record kept, no dedup key, supervision not told); the same frame sent again once the
+    /// disk works gets its ACK, kept once.
+    #[tokio::test]
+    async fn a_failing_journal_gets_the_panel_a_nak_and_acknowledges_nothing() {
+        use crate::journal::{Faults, Journal, JournalConfig, MIN_SEGMENT_SIZE};
+        use crate::protocol::dc09::{parse_frame, CrcForm};
+        use crate::protocol::encode::{encode, FrameSpec};
+
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let faults = Faults::fail_syncs(0, 1);
+        let mut config = JournalConfig::new(tmp.path());
+        config.segment_size = MIN_SEGMENT_SIZE;
+        config.faults = Some(Arc::clone(&faults));
+        let (journal, _) = Journal::open(config).unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let (inbox, mut heard) = crate::supervision::Inbox::detached(16);
+        let settings = crate::ops::config::Config::default_run().resolve().unwrap();
+        let station = Station {
+            settings: ArcSwap::from_pointee(settings),
+            journal: journal.handle(),
+            dedup: Dedup::with_limit(std::time::Duration::from_secs(60), 1000),
+            metrics: Arc::clone(&metrics),
+            supervision: inbox,
+            recent: Arc::default(),
+            series: FrameSeries::new(&metrics),
+        };
+        let mut raw = Vec::new();
+        let spec = FrameSpec {
+            token: "SIA-DCS",
+            seq: "0001",
+            receiver: None,
+            line: "1",
+            account: "1234",
+            data: b"#1234|NBA1",
+            ext: &[],
+            timestamp: None,
+            form: CrcForm::Ascii,
+        };
+        encode(&spec, None, &[0; 16], &mut raw);
+        let token = |reply: &[u8]| parse_frame(reply).unwrap().header.token.to_string();
+
+        let reply = station
+            .handle_frame(&raw, Transport::Tcp, None, None, Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(token(&reply), "NAK");
+        assert_eq!(station.dedup.len(), 0, "no dedup key for a frame not kept");
+        assert!(heard.try_recv().is_err(), "supervision heard a NAKed frame");
+        assert_eq!(metrics.journal_errors.with_label_values(&["nak"]).get(), 1);
+
+        let reply = station
+            .handle_frame(&raw, Transport::Tcp, None, None, Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(token(&reply), "ACK");
+        assert!(heard.try_recv().is_ok());
+        drop(station);
+        journal.close().await.unwrap();
+
+        let (journal, _) = Journal::open(JournalConfig::new(tmp.path())).unwrap();
+        let mut reader = journal.handle().reader();
+        let mut acked = 0;
+        while let Some(rec) = reader.next_record().unwrap() {
+            let r = JournalRecord::from_bytes(&rec.payload).unwrap();
+            assert_ne!(r.outcome.as_deref(), Some("nak"), "{r:?}");
+            if r.outcome.as_deref() == Some("ack") {
+                acked += 1;
+                assert_eq!(r.events.len(), 1);
+            }
+        }
+        assert_eq!(acked, 1, "the frame is kept once, from its second sending");
     }
 
     #[test]

@@ -291,7 +291,7 @@ fn decide_any(raw: &[u8]) {
         &[0; 16],
     );
     // Whatever the input, a reply we send must itself be a valid frame.
-    if let Some(reply) = d.reply.bytes() {
+    if let Some(reply) = d.reply.inspect() {
         assert!(
             parse_frame(reply).is_ok(),
             "reply does not parse: {reply:?}"

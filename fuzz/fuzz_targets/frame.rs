@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         receiver: "fuzz",
     };
     let d = decide(data, &arrival, &accounts, &TimePolicy::default(), &NothingSeen, &[0x5A; 16]);
-    if let Some(reply) = d.reply.bytes() {
+    if let Some(reply) = d.reply.inspect() {
         let parsed = parse_frame(reply);
         assert!(parsed.is_ok(), "our reply does not parse: {reply:?}");
         if let (Ok(req), Ok(rep)) = (parse_frame(data), parsed) {

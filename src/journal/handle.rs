@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::durable::Durable;
 use super::error::{JournalError, Result};
 use super::reader::JournalReader;
 use super::record::MAX_RECORD_LEN;
@@ -101,6 +102,20 @@ impl JournalHandle {
         self.request(Records::One((ts_micros, payload)))
             .await
             .map(|r| *r.start())
+    }
+
+    /// [`append`](Self::append) returning the journal's proof that this record is durable,
+    /// carrying `ticket` back: what a reply that may leave only after the record is on disk
+    /// needs to be released (see [`Durable`]).
+    pub async fn append_durable(
+        &self,
+        ts_micros: i64,
+        payload: Vec<u8>,
+        ticket: u128,
+    ) -> Result<Durable> {
+        self.append(ts_micros, payload)
+            .await
+            .map(|lsn| Durable::new(lsn, ticket))
     }
 
     /// Appends several records with consecutive LSNs that become durable together (same fsync,

@@ -165,6 +165,7 @@
 //! - retention: [`RetentionReport::unpublished_records_deleted`].
 
 mod cursor;
+mod durable;
 mod error;
 pub mod faults;
 mod handle;
@@ -186,6 +187,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cursor::CursorStore;
+pub use durable::Durable;
 pub use error::{JournalError, Result};
 pub use faults::Faults;
 pub use handle::{Journal, JournalHandle, SpaceStatus};

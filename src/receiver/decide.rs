@@ -16,6 +16,7 @@ use super::accounts::{AccountTable, Encryption, Identity, UnknownPolicy};
 use super::event::{rfc3339, ContentKey, Event};
 use super::normalize::{self, Arrival, FrameFacts, Payload};
 use super::supervision::path_name;
+use crate::journal::Durable;
 use crate::protocol::codes::{Category, EventClass, Qualifier};
 use crate::protocol::crypto::{Key, MAX_PAD};
 use crate::protocol::dc09::{parse_frame, ContentError, CrcForm, Frame, FrameError};
@@ -61,21 +62,53 @@ impl SeenKeys for NothingSeen {
 }
 
 /// When a reply may be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
     /// Silence: the panel will retry (bad CRC, not a frame).
     None,
     /// May be written at once: NAK, DUH, the ACK of a duplicate or of a NULL poll.
     Now(Vec<u8>),
-    /// An ACK that transfers responsibility for new events: only after they are durable.
-    AfterDurable(Vec<u8>),
+    /// An ACK that transfers responsibility for new events: only after they are durable,
+    /// which only the journal can prove.
+    AfterDurable(PendingAck),
 }
 
 impl Reply {
-    pub fn bytes(&self) -> Option<&[u8]> {
+    /// The reply's bytes whenever it is sent, to look at: its form (tests, fuzzing) and
+    /// its text in the frame's journal record. The bytes a socket gets come from
+    /// [`Reply::Now`] or from [`PendingAck::release`].
+    pub fn inspect(&self) -> Option<&[u8]> {
         match self {
             Reply::None => None,
-            Reply::Now(b) | Reply::AfterDurable(b) => Some(b),
+            Reply::Now(b) => Some(b),
+            Reply::AfterDurable(ack) => Some(&ack.bytes),
+        }
+    }
+}
+
+/// An ACK held until the frame's record is on disk. Its bytes come out only through
+/// [`PendingAck::release`], given the journal's [`Durable`] proof for the record appended
+/// with [`PendingAck::ticket`]: the rule "ACK only after fsync" is a type, not a habit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PendingAck {
+    bytes: Vec<u8>,
+    /// Unique to this frame's decision (taken from its random bytes).
+    ticket: u128,
+}
+
+impl PendingAck {
+    /// What to give the journal with the frame's record, so that its proof names this ACK.
+    pub fn ticket(&self) -> u128 {
+        self.ticket
+    }
+
+    /// The ACK's bytes, against the proof that this frame's record is durable; the proof
+    /// of any other record gives the ACK back, unsent.
+    pub fn release(self, proof: Durable) -> Result<Vec<u8>, PendingAck> {
+        if proof.ticket() == self.ticket {
+            Ok(self.bytes)
+        } else {
+            Err(self)
         }
     }
 }
@@ -184,7 +217,7 @@ pub struct Heard {
 }
 
 /// Everything the I/O layer needs to act on one frame.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Decision {
     pub outcome: Outcome,
     pub reply: Reply,
@@ -275,7 +308,8 @@ fn withhold_ciphertext(raw: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// Decides what to do with `raw`, one frame as cut from a stream or one datagram.
-/// `random` supplies the pad of an encrypted ACK.
+/// `random` supplies the pad of an encrypted ACK and the ticket its release is checked
+/// against ([`PendingAck`]): fresh bytes for every frame.
 pub fn decide(
     raw: &[u8],
     arrival: &Arrival<'_>,
@@ -549,7 +583,10 @@ pub fn decide_frame(
     d.events = events;
     d.content_key = Some(content_key);
     d.outcome = Outcome::AckNew;
-    d.reply = Reply::AfterDurable(ack);
+    d.reply = Reply::AfterDurable(PendingAck {
+        bytes: ack,
+        ticket: u128::from_le_bytes(*random),
+    });
     d
 }
 
@@ -788,10 +825,10 @@ mod tests {
     fn the_2026_dialect_answers_with_its_nak_and_pad() {
         let raw = frame("SIA-DCS", "2026", b"#2026|NBA1", &[], true);
         let d = run(&raw);
-        let Reply::AfterDurable(ack) = &d.reply else {
+        let Reply::AfterDurable(_) = &d.reply else {
             panic!("{d:?}")
         };
-        let reply = parse_frame(ack).unwrap();
+        let reply = parse_frame(d.reply.inspect().unwrap()).unwrap();
         let key = Key::from_hex("000102030405060708090A0B0C0D0E0F").unwrap();
         let mut scratch = Vec::new();
         let c = reply.open(Some(&key), &mut scratch).unwrap();
@@ -810,7 +847,7 @@ mod tests {
             &[0x42; 16],
         );
         assert_eq!(stale.outcome, Outcome::Nak(NakReason::Timestamp));
-        let nak = stale.reply.bytes().unwrap();
+        let nak = stale.reply.inspect().unwrap();
         let f = parse_frame(nak).unwrap();
         assert_eq!(f.header.token, "NAK");
         assert_eq!(f.header.account.number(), Some("2026"));
@@ -824,6 +861,11 @@ mod tests {
         let raw = frame("SIA-DCS", "1234", b"#1234|NBA1", &[], true);
         let d = run(&raw);
         assert_eq!(d.outcome, Outcome::Nak(NakReason::NoKey));
-        assert!(d.reply.bytes().unwrap().windows(6).any(|w| w == b"R0L0A0"));
+        assert!(d
+            .reply
+            .inspect()
+            .unwrap()
+            .windows(6)
+            .any(|w| w == b"R0L0A0"));
     }
 }

@@ -12,8 +12,8 @@
 //! class `alarm` are copied, each text field cut to a few hundred bytes, so a flood of
 //! alarms costs a few small copies each and the list never grows.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
 use crate::ops::frame_series::ClassCounts;
 use crate::protocol::codes::EventClass;
@@ -279,7 +279,8 @@ pub fn alarms_of(events: &[Event]) -> Vec<AlarmSummary> {
 }
 
 /// The ring and the latest alarms, shared by connection tasks; each lock is held for a
-/// few additions or one push.
+/// few additions or one push. `parking_lot` locks: nothing here can panic while holding
+/// one, and a poisoned lock must not silently blank the status page either.
 #[derive(Debug, Default)]
 pub struct Recent {
     ring: Mutex<Ring>,
@@ -288,59 +289,42 @@ pub struct Recent {
 
 impl Recent {
     pub fn record(&self, now_s: u64, outcome: &str) {
-        if let Ok(mut r) = self.ring.lock() {
-            r.record(now_s, outcome);
-        }
+        self.ring.lock().record(now_s, outcome);
     }
 
     /// Counts events kept (journaled) at `now_s` and keeps the alarms among them. Frames
     /// without events (supervision polls, most of the traffic) take no lock here.
     pub fn record_events(&self, now_s: u64, events: &ClassCounts, alarms: Vec<AlarmSummary>) {
         if events.iter().any(|&n| n > 0) {
-            if let Ok(mut r) = self.ring.lock() {
-                r.record_events(now_s, events);
-            }
+            self.ring.lock().record_events(now_s, events);
         }
         if alarms.is_empty() {
             return;
         }
-        if let Ok(mut kept) = self.alarms.lock() {
-            for a in alarms {
-                if kept.len() >= LATEST_ALARMS {
-                    kept.pop_front();
-                }
-                kept.push_back(a);
+        let mut kept = self.alarms.lock();
+        for a in alarms {
+            if kept.len() >= LATEST_ALARMS {
+                kept.pop_front();
             }
+            kept.push_back(a);
         }
     }
 
     pub fn last_hour(&self, now_s: u64) -> Counts {
-        self.ring
-            .lock()
-            .map(|r| r.last_hour(now_s))
-            .unwrap_or_default()
+        self.ring.lock().last_hour(now_s)
     }
 
     pub fn last_hour_events(&self, now_s: u64) -> ClassCounts {
-        self.ring
-            .lock()
-            .map(|r| r.last_hour_events(now_s))
-            .unwrap_or_default()
+        self.ring.lock().last_hour_events(now_s)
     }
 
     pub fn minutes(&self, now_s: u64) -> Vec<Minute> {
-        self.ring
-            .lock()
-            .map(|r| r.minutes(now_s))
-            .unwrap_or_default()
+        self.ring.lock().minutes(now_s)
     }
 
     /// The latest alarms, newest first.
     pub fn alarms(&self) -> Vec<AlarmSummary> {
-        self.alarms
-            .lock()
-            .map(|a| a.iter().rev().cloned().collect())
-            .unwrap_or_default()
+        self.alarms.lock().iter().rev().cloned().collect()
     }
 }
 

@@ -13,9 +13,9 @@
 //! of the process growing without bound. An evicted key only means a late retransmission
 //! is journaled again; its events keep their ids and the bus still keeps one copy.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 
 use super::decide::SeenKeys;
 use super::event::ContentKey;
@@ -99,7 +99,7 @@ impl Dedup {
     pub fn reserve(&self, keys: usize) {
         let per_shard = (keys / SHARDS + 1).min(self.shard_cap);
         for shard in &self.shards {
-            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = shard.lock();
             s.expiry.reserve(per_shard);
             s.order.reserve(per_shard);
         }
@@ -119,7 +119,7 @@ impl Dedup {
     /// Remembers `key` as acknowledged at `at_micros`.
     pub fn insert(&self, key: ContentKey, at_micros: i64) {
         let until = at_micros.saturating_add(self.window_micros);
-        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(key).lock();
         shard.expire(at_micros);
         shard.expiry.insert(key, until);
         shard.order.push_back((until, key));
@@ -137,7 +137,7 @@ impl Dedup {
 
     /// Whether `key` was acknowledged within the window before `now_micros`.
     pub fn contains(&self, key: ContentKey, now_micros: i64) -> bool {
-        let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = self.shard(key).lock();
         shard
             .expiry
             .get(&key)
@@ -146,10 +146,7 @@ impl Dedup {
 
     /// Keys currently remembered (for metrics).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.expiry.len()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| s.lock().expiry.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -6,8 +6,8 @@
 //! Holds no secret: server URLs are refused by the configuration if they carry one, and
 //! errors from [`super::connect`] never include a file's content.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::Serialize;
@@ -89,9 +89,7 @@ impl BusStatus {
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
-        if let Ok(mut s) = self.state.lock() {
-            f(&mut s);
-        }
+        f(&mut self.state.lock());
     }
 
     /// A connection is up, to `server` (named `name` by itself).
@@ -138,7 +136,7 @@ impl BusStatus {
 
     /// The `bus` object of `/status`.
     pub fn to_json(&self) -> serde_json::Value {
-        let s = self.state.lock().map(|s| s.clone()).unwrap_or_default();
+        let s = self.state.lock().clone();
         serde_json::json!({
             "sink": "nats",
             "servers": self.servers,

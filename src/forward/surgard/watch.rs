@@ -5,7 +5,7 @@
 //! children. The status entry is a small shared record the output updates on each change
 //! of its link; `/status` reads it together with the counters.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -148,38 +148,33 @@ impl OutputState {
     /// The link went up (`true`) or down; `now` is RFC 3339.
     pub fn set_link(&self, up: bool, now: &str) {
         self.metrics.link_up.set(i64::from(up));
-        if let Ok(mut l) = self.link.lock() {
-            if l.up != up || l.since.is_none() {
-                l.since = Some(now.to_string());
-            }
-            l.up = up;
-            if up {
-                l.last_error = None;
-            }
+        let mut l = self.link.lock();
+        if l.up != up || l.since.is_none() {
+            l.since = Some(now.to_string());
+        }
+        l.up = up;
+        if up {
+            l.last_error = None;
         }
     }
 
     pub fn set_peer(&self, peer: Option<String>) {
-        if let Ok(mut l) = self.link.lock() {
-            l.peer = peer;
-        }
+        self.link.lock().peer = peer;
     }
 
     /// Why the link is down (kept until it is up again). Never holds a secret: addresses
     /// and socket errors only.
     pub fn set_error(&self, error: String) {
-        if let Ok(mut l) = self.link.lock() {
-            l.last_error = Some(error);
-        }
+        self.link.lock().last_error = Some(error);
     }
 
     pub fn is_up(&self) -> bool {
-        self.link.lock().map(|l| l.up).unwrap_or(false)
+        self.link.lock().up
     }
 
     /// The entry of the `automation` list in `/status`.
     pub fn status(&self) -> Value {
-        let l = self.link.lock().map(|l| l.clone()).unwrap_or_default();
+        let l = self.link.lock().clone();
         let m = &self.metrics;
         json!({
             "name": self.name,

@@ -186,12 +186,11 @@ fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--cursor-zero" => cursor_zero = true,
             "--spread" => {
-                spread =
-                    tocsin::ops::units::parse_duration(&value()?).map_err(anyhow::Error::msg)?
+                spread = tocsin::units::parse_duration(&value()?).map_err(anyhow::Error::msg)?
             }
             "--segment-size" => {
                 config.segment_size =
-                    tocsin::ops::units::parse_size(&value()?).map_err(anyhow::Error::msg)?
+                    tocsin::units::parse_size(&value()?).map_err(anyhow::Error::msg)?
             }
             _ => anyhow::bail!(usage),
         }

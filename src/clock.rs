@@ -20,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::metrics::Metrics;
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// The smallest difference between the two clocks' progress reported as a step: a few
 /// seconds, far above the scheduling jitter between two readings and any slew.

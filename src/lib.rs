@@ -21,6 +21,8 @@ pub mod receiver;
 pub mod report;
 pub mod station;
 pub mod supervision;
+pub mod throttle;
+pub mod units;
 
 pub mod alloc;
 

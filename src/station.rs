@@ -19,7 +19,6 @@ use crate::journal::JournalHandle;
 use crate::ops::config::Settings;
 use crate::ops::frame_series::{class_counts, FrameSeries};
 use crate::ops::metrics::Metrics;
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::text::escape;
 use crate::receiver::decide::{decide, NakReason, Outcome, PendingAck, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
@@ -27,6 +26,7 @@ use crate::receiver::event::{rfc3339, Transport};
 use crate::receiver::normalize::Arrival;
 use crate::receiver::record::{JournalRecord, RecordKind};
 use crate::receiver::supervision::Stamp;
+use crate::throttle::{Throttle, Verdict};
 
 /// Shared state of the receiving side.
 pub struct Station {

@@ -35,10 +35,10 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use tocsin::ops::units::parse_duration;
 use tocsin::protocol::crypto::{Key, MAX_PAD};
 use tocsin::protocol::dc09::{parse_frame, CrcForm};
 use tocsin::protocol::encode::{encode, FrameSpec};
+use tocsin::units::parse_duration;
 
 /// Samples a panel buffers before it takes its shard's lock.
 const BATCH: usize = 128;

@@ -41,7 +41,7 @@ pub fn parse_time(flag: &str, s: &str) -> Result<i64> {
     if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok(micros(t.to_utc()));
     }
-    match tocsin::ops::units::parse_duration(s) {
+    match tocsin::units::parse_duration(s) {
         Ok(d) => {
             let back = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
             Ok(micros(now).saturating_sub(back))

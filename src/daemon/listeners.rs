@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::DaemonError;
+use crate::net::counters::{ConnectionCounters, JunkCounters};
 use crate::net::{tcp, udp};
 use crate::ops::config::Config;
 use crate::station::Station;
@@ -49,6 +50,13 @@ impl Listeners {
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         let peers = Arc::new(tcp::PeerCounts::default());
         let wait = config.limits.bind_wait;
+        let metrics = &station.metrics;
+        let connections = Arc::new(ConnectionCounters::new(
+            &metrics.connections,
+            metrics.connections_open.clone(),
+        ));
+        let junk = |transport| JunkCounters::new(&metrics.junk, &metrics.junk_bytes, transport);
+        let tcp_junk = Arc::new(junk("tcp"));
         for listen in config.listeners() {
             if listen.transport.tcp() {
                 let Some(listener) =
@@ -59,7 +67,9 @@ impl Listeners {
                 l.tcp.push(listener.local_addr().unwrap_or(listen.address));
                 let ctx = tcp::TcpContext {
                     station: Arc::clone(station),
-                    limits: config.limits.clone(),
+                    limits: config.limits.for_connections(),
+                    connections: Arc::clone(&connections),
+                    junk: Arc::clone(&tcp_junk),
                     slots: Arc::clone(&slots),
                     peers: Arc::clone(&peers),
                     shutdown: l.accept_stop.clone(),
@@ -78,6 +88,7 @@ impl Listeners {
                 l.servers.push(tokio::spawn(udp::serve(
                     socket,
                     Arc::clone(station),
+                    junk("udp"),
                     l.accept_stop.clone(),
                     l.tracker.clone(),
                 )));

@@ -12,8 +12,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{CursorStore, JournalHandle, Record};
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::record::JournalRecord;
+use crate::throttle::{Throttle, Verdict};
 
 static SKIPPED_LOG: Throttle = Throttle::per_minute(5);
 

@@ -24,7 +24,7 @@ use super::record::{self, Invalid, RECORD_HEADER_LEN};
 use super::segment::{self, SegmentEntry, SEGMENT_HEADER_LEN};
 use super::stats::JournalStats;
 use super::Lsn;
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 static DAMAGE_LOG: Throttle = Throttle::per_minute(5);
 

@@ -37,7 +37,7 @@ use super::record;
 use super::segment::{self, SegmentEntry, SEGMENT_HEADER_LEN};
 use super::summary::{self, Summary, Tag, Tagger};
 use super::Lsn;
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// Damage found by a scan: each place is in the report; the log names the first ones.
 static DAMAGE_LOG: Throttle = Throttle::per_minute(20);

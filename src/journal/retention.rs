@@ -25,7 +25,7 @@ use super::segment::{self, SegmentEntry};
 use super::space::{self, MinFree};
 use super::summary;
 use super::Lsn;
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 static UNPUBLISHED_LOG: Throttle = Throttle::per_minute(5);
 

@@ -38,7 +38,7 @@ use super::error::{JournalError, Result};
 use super::faults::Faults;
 use super::stats::{BatchObserver, BatchStats, JournalStats};
 use super::Lsn;
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 static FAILURE_LOG: Throttle = Throttle::per_minute(6);
 

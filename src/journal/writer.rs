@@ -40,7 +40,7 @@ use super::stats::JournalStats;
 use super::summary::{self, Summary, Tagger};
 use super::sync::{Completion, SyncStage, Written};
 use super::{JournalConfig, Lsn};
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// First wait before another re-open attempt, after one failed; doubled up to the maximum.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(100);

@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::{Cut, Dc09Codec};
-use super::junk::JunkCounters;
-use crate::ops::config::LimitsSection;
-use crate::ops::throttle::{Throttle, Verdict};
+use super::counters::{ConnectionCounters, JunkCounters};
+use super::Limits;
 use crate::receiver::event::Transport;
 use crate::station::Station;
+use crate::throttle::{Throttle, Verdict};
 
 /// Send buffer of a panel's connection. A panel reads each reply before it sends the next
 /// frame, so a few replies is all it ever has in flight; a peer that sends frames and never
@@ -97,7 +97,9 @@ impl Drop for PeerSlot {
 #[derive(Clone)]
 pub struct TcpContext {
     pub station: Arc<Station>,
-    pub limits: LimitsSection,
+    pub limits: Limits,
+    pub connections: Arc<ConnectionCounters>,
+    pub junk: Arc<JunkCounters>,
     pub slots: Arc<Semaphore>,
     pub peers: Arc<PeerCounts>,
     pub shutdown: CancellationToken,
@@ -107,7 +109,6 @@ pub struct TcpContext {
 /// Accepts connections until `ctx.shutdown` fires.
 pub async fn serve(listener: TcpListener, ctx: TcpContext) {
     let mut backoff = Duration::from_millis(5);
-    let junk = Arc::new(JunkCounters::new(&ctx.station.metrics, "tcp"));
     loop {
         let permit = tokio::select! {
             biased;
@@ -136,20 +137,19 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
                 continue;
             }
         };
-        let metrics = &ctx.station.metrics;
         let Some(slot) = ctx
             .peers
             .try_take(peer.ip(), ctx.limits.max_connections_per_peer)
         else {
-            metrics.connections.with_label_values(&["refused"]).inc();
+            ctx.connections.refused.inc();
             if let Verdict::Log { suppressed } = ACCEPT_LOG.check_now() {
                 tracing::warn!(peer = %peer, limit = ctx.limits.max_connections_per_peer, suppressed, "connection refused: too many from this address");
             }
             drop(socket);
             continue;
         };
-        metrics.connections.with_label_values(&["accepted"]).inc();
-        metrics.connections_open.inc();
+        ctx.connections.accepted.inc();
+        ctx.connections.open.inc();
         let _ = socket.set_nodelay(true);
         let sock = socket2::SockRef::from(&socket);
         let _ = sock.set_send_buffer_size(REPLY_BUFFER);
@@ -162,7 +162,8 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
             // takes on every poll, bouncing between the cores.
             shutdown: ctx.shutdown.child_token(),
             peer,
-            junk: Arc::clone(&junk),
+            junk: Arc::clone(&ctx.junk),
+            connections: Arc::clone(&ctx.connections),
         };
         ctx.tracker.spawn(async move {
             conn.run(socket).await;
@@ -174,15 +175,15 @@ pub async fn serve(listener: TcpListener, ctx: TcpContext) {
 
 struct Connection {
     station: Arc<Station>,
-    limits: LimitsSection,
+    limits: Limits,
     shutdown: CancellationToken,
     peer: SocketAddr,
     junk: Arc<JunkCounters>,
+    connections: Arc<ConnectionCounters>,
 }
 
 impl Connection {
     async fn run(self, socket: TcpStream) {
-        let metrics = Arc::clone(&self.station.metrics);
         let (rd, mut wr) = socket.into_split();
         let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
         let mut junk_bytes: u64 = 0;
@@ -209,7 +210,7 @@ impl Connection {
                         idle.as_mut().reset(due);
                         continue;
                     }
-                    metrics.connections.with_label_values(&["idle"]).inc();
+                    self.connections.idle.inc();
                     break "idle";
                 }
             };
@@ -297,8 +298,8 @@ impl Connection {
         // Replies were written with write_all; shutting the write side flushes and sends
         // FIN, so a panel that reads until close sees its ACK.
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
-        metrics.connections.with_label_values(&["closed"]).inc();
-        metrics.connections_open.dec();
+        self.connections.closed.inc();
+        self.connections.open.dec();
         tracing::debug!(peer = %self.peer, how, "connection closed");
     }
 }

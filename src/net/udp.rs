@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::datagram_junk;
-use super::junk::JunkCounters;
-use crate::ops::throttle::{Throttle, Verdict};
+use super::counters::JunkCounters;
 use crate::protocol::dc09::MAX_FRAME_LEN;
 use crate::receiver::event::Transport;
 use crate::station::Station;
+use crate::throttle::{Throttle, Verdict};
 
 static SEND_LOG: Throttle = Throttle::per_minute(5);
 static JUNK_LOG: Throttle = Throttle::per_minute(5);
@@ -31,12 +31,12 @@ const IN_FLIGHT: usize = 4096;
 pub async fn serve(
     socket: UdpSocket,
     station: Arc<Station>,
+    junk: JunkCounters,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let socket = Arc::new(socket);
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let junk = JunkCounters::new(&station.metrics, "udp");
     // One byte more than the largest frame: a datagram that fills it was too long.
     let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
     // One future for the socket's life: a new `cancelled()` future registers with the

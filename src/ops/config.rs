@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::units;
 use crate::journal::MinFree;
 use crate::protocol::crypto::{Key, KeyEncoding};
 use crate::protocol::response::ReplyDialect;
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
+use crate::units;
 
 /// Port used when none is configured. DC-09 has no assigned port; 9000 is free of the
 /// usual system services and above 1024, so no capability is needed.
@@ -191,6 +191,18 @@ pub struct LimitsSection {
     /// Junk bytes (not frames) tolerated on one connection before it is closed.
     #[serde(default = "default_junk", with = "units::size")]
     pub max_junk_bytes: u64,
+}
+
+impl LimitsSection {
+    /// What a TCP connection is held to.
+    pub fn for_connections(&self) -> crate::net::Limits {
+        crate::net::Limits {
+            max_connections_per_peer: self.max_connections_per_peer,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            max_junk_bytes: self.max_junk_bytes,
+        }
+    }
 }
 
 impl Default for LimitsSection {
@@ -606,12 +618,13 @@ impl Config {
         if let Some(file) = &self.accounts.file {
             let base = self.path.parent().unwrap_or(Path::new("."));
             let file = base.join(file);
-            crate::receiver::accounts::load_csv(&file, &mut accounts).map_err(|message| {
-                ConfigError::Accounts {
+            std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|text| crate::receiver::accounts::load_csv_text(&text, &mut accounts))
+                .map_err(|message| ConfigError::Accounts {
                     path: file.clone(),
                     message,
-                }
-            })?;
+                })?;
         }
         if self.time.future > Duration::from_secs(86400 * 2)
             || self.time.past > Duration::from_secs(86400 * 2)

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http_access::{self, Access, Decision, Presented};
 use super::page;
-use super::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// HTTP connections served at once. Scrapers and operators need a handful; the descriptors
 /// are shared with the panels' connections, so a client that opens connections and never

@@ -9,5 +9,3 @@ pub mod page;
 pub mod recent;
 pub mod retention;
 pub mod systemd;
-pub mod throttle;
-pub mod units;

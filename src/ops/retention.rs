@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::throttle::{Throttle, Verdict};
 use crate::journal::{JournalHandle, Retention, RetentionPolicy};
+use crate::throttle::{Throttle, Verdict};
 
 /// Passes without pressure.
 const EVERY: Duration = Duration::from_secs(60);

@@ -6,7 +6,6 @@
 //! The table is immutable once built; a reload builds a new one and swaps it in whole.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -238,11 +237,6 @@ impl AccountTable {
 /// Loads `id,key,key_encoding,encryption[,time_check][,supervision][,reply_dialect]` rows (a
 /// header line naming the columns is required, `#` starts a comment line). Errors name the
 /// line.
-pub fn load_csv(path: &Path, table: &mut AccountTable) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    load_csv_text(&text, table)
-}
-
 pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String> {
     let mut lines = text
         .lines()

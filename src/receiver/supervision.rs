@@ -88,7 +88,7 @@ pub fn parse_interval(text: &str) -> Result<Interval, String> {
         (p, s)
     } else {
         let secs = |s: &str| -> Result<u32, String> {
-            let d = crate::ops::units::parse_duration(s)?;
+            let d = crate::units::parse_duration(s)?;
             u32::try_from(d.as_secs())
                 .ok()
                 .filter(|&s| s >= 1)

@@ -44,10 +44,10 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::JournalHandle;
 use crate::ops::config::Settings;
 use crate::ops::metrics::Metrics;
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::decide::Heard;
 use crate::receiver::supervision::{wall_time, PathView, Stamp, Supervisor};
 use crate::receiver::supervision_state::Snapshot;
+use crate::throttle::{Throttle, Verdict};
 
 /// Hearings queued at most between the frame path and the task (about 80 bytes each).
 pub const INBOX: usize = 65_536;

@@ -20,12 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::journal::JournalHandle;
 use crate::ops::frame_series::FrameSeries;
 use crate::ops::metrics::Metrics;
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::event::rfc3339;
 use crate::receiver::record::JournalRecord;
 use crate::receiver::supervision::Change;
 use crate::receiver::supervision_state::Snapshot;
 use crate::station::micros;
+use crate::throttle::{Throttle, Verdict};
 
 /// Supervision events per journal record: about 500 bytes each, so a record stays near
 /// 64 KB, far under the journal's 1 MiB limit on one record.

@@ -17,8 +17,8 @@ use super::peers::{PeerNews, PeerState, Peers, BEAT_EVERY, SHARE_DELAY};
 use super::recorder::{Job, Recorder};
 use super::{configure, now, Control, Failure, Hearing, PeerView, Start, View, COALESCE};
 use crate::ops::metrics::Metrics;
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::receiver::supervision::{wall_time, Change, Stamp, Supervisor};
+use crate::throttle::{Throttle, Verdict};
 
 /// Hearings taken from the inbox at once.
 const BATCH: usize = 4096;

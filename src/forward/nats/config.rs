@@ -28,7 +28,7 @@ pub struct NatsConfig {
     #[serde(default = "default_prefix")]
     pub subject_prefix: String,
     /// The stream's duplicate window: how long JetStream remembers message ids.
-    #[serde(default = "default_dup", with = "crate::ops::units::duration")]
+    #[serde(default = "default_dup", with = "crate::units::duration")]
     pub duplicate_window: Duration,
     /// Replicas of the stream when tocsin creates it (3 on a three-node cluster). An
     /// existing stream is used as it is.
@@ -39,13 +39,13 @@ pub struct NatsConfig {
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
     /// How long a PubAck may take before the connection is considered broken.
-    #[serde(default = "default_ack_timeout", with = "crate::ops::units::duration")]
+    #[serde(default = "default_ack_timeout", with = "crate::units::duration")]
     pub ack_timeout: Duration,
     /// After each (re)connection the sink publishes again the records of this last
     /// stretch of time that it had already published: what a server lost after
     /// acknowledging it comes back, the rest is dropped by the duplicate window. Must be
     /// shorter than `duplicate_window`.
-    #[serde(default = "default_republish", with = "crate::ops::units::duration")]
+    #[serde(default = "default_republish", with = "crate::units::duration")]
     pub republish_window: Duration,
     /// User name, with `password_file`.
     #[serde(default)]

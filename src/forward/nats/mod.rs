@@ -34,7 +34,7 @@ pub use status::{BusMetrics, BusStatus, StreamView};
 
 use super::SinkMetrics;
 use crate::journal::{CursorStore, JournalHandle, Lsn};
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// The cursor name of this sink in the journal.
 pub const CURSOR: &str = "nats";

@@ -30,7 +30,7 @@ use super::route::{routes, subject};
 use super::status::StreamView;
 use super::{ForwardError, Sink, CURSOR};
 use crate::journal::{JournalHandle, Lsn};
-use crate::ops::throttle::{Throttle, Verdict};
+use crate::throttle::{Throttle, Verdict};
 
 /// How often the stream's state (leader, replicas) is read while connected.
 const STREAM_POLL: Duration = Duration::from_secs(5);

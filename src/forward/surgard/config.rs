@@ -44,9 +44,9 @@ pub struct AutomationConfig {
     #[serde(default = "default_line")]
     pub line: Spanned<String>,
     /// Sent when nothing else was sent for this long.
-    #[serde(default = "default_heartbeat", with = "crate::ops::units::duration")]
+    #[serde(default = "default_heartbeat", with = "crate::units::duration")]
     pub heartbeat: Duration,
-    #[serde(default = "default_ack_timeout", with = "crate::ops::units::duration")]
+    #[serde(default = "default_ack_timeout", with = "crate::units::duration")]
     pub ack_timeout: Duration,
     /// NAKs after which a packet is set aside.
     #[serde(default = "default_max_attempts")]

@@ -26,12 +26,12 @@ use super::set_aside::Refused;
 use super::source;
 use super::watch::OutputState;
 use crate::journal::{CursorStore, JournalError, JournalHandle, JournalReader, Lsn, Record};
-use crate::ops::throttle::{Throttle, Verdict};
 use crate::protocol::text::escape;
 use crate::receiver::event::rfc3339;
 use crate::receiver::event_id::EventId;
 use crate::receiver::record::JournalRecord;
 use crate::station::micros;
+use crate::throttle::{Throttle, Verdict};
 
 /// Packets read ahead of the one in flight: enough to keep the link busy, small enough
 /// that an absent automation costs no memory (the journal holds the rest).

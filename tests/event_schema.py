@@ -5,8 +5,9 @@ Usage: event_schema.py SCHEMA EVENTS
 
 EVENTS holds one JSON object a line: {"from": "<where the event came from>", "event": {...}}.
 Prints one JSON object: how many events were checked, the first failures, which of the
-schema's properties no event used, and the values seen for each enumerated property. Exits 1
-when an event does not validate (or the schema itself is not valid 2020-12), else 0.
+schema's properties no event used, which optional ones every event carried, which nullable
+ones were never null, and the values seen for each enumerated property. Exits 1 when an
+event does not validate (or the schema itself is not valid 2020-12), else 0.
 """
 
 import json
@@ -26,6 +27,8 @@ def main():
     checked = 0
     failures = []
     used = set()
+    absent = set()
+    null = set()
     values = {name: set() for name in enumerated}
     values["code of protocol tocsin"] = set()
     with open(events_path, encoding="utf-8") as f:
@@ -40,6 +43,8 @@ def main():
                 failures.append(f"{item['from']}: {where}: {error.message}")
             if isinstance(event, dict):
                 used.update(event)
+                absent.update(set(properties) - set(event))
+                null.update(k for k, v in event.items() if v is None)
                 for name in enumerated:
                     if isinstance(event.get(name), str):
                         values[name].add(event[name])
@@ -52,6 +57,14 @@ def main():
                 "failure_count": len(failures),
                 "failures": failures[:40],
                 "unused_properties": sorted(set(properties) - used),
+                "optional_always_present": sorted(
+                    set(properties) - set(schema.get("required", [])) - absent
+                ),
+                "nullable_never_null": sorted(
+                    name
+                    for name, p in properties.items()
+                    if "null" in p.get("type", []) and name not in null
+                ),
                 "values": {k: sorted(v) for k, v in values.items()},
             }
         )

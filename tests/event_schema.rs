@@ -7,12 +7,15 @@
 //! `comm_fail`, `comm_restore`, open/close, trouble and `automation_set_aside`. Every event,
 //! as `tocsin history` prints it, as the JSON-lines file holds it and as stdout shows it,
 //! plus every event `tocsin decode` makes of the frames of `proto-fixtures/`, is validated
-//! with the 2020-12 validator of Python's `jsonschema` (`tests/event_schema.py`).
+//! with the 2020-12 validator of Python's `jsonschema` (`tests/event_schema.py`), and so is
+//! the example event of the README.
 //!
 //! The schema is closed, so a field the code adds without describing it fails here; each of
 //! the schema's properties must be used by some event, so the run keeps covering them all;
-//! and the same events are checked against the schema with one property removed, which must
-//! fail, so the check itself is known to bite.
+//! an optional property must be missing from some event and a nullable one null in some,
+//! so the schema says no less than the code does; and the same events are checked against
+//! the schema with one property removed, which must fail, so the check itself is known to
+//! bite.
 
 mod common;
 
@@ -141,6 +144,23 @@ fn fixture_events() -> Vec<Labelled> {
         }
     }
     out
+}
+
+/// The example event of the README's "Event format" section.
+fn readme_example() -> Labelled {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split_once("## Event format")
+        .expect("README has an Event format section")
+        .1;
+    let block = section
+        .split_once("```json\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a json block in the Event format section")
+        .0;
+    let event = serde_json::from_str(block)
+        .unwrap_or_else(|e| panic!("the README's example event is not JSON ({e}): {block}"));
+    ("README example".to_string(), event)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -412,6 +432,19 @@ fn every_event_validates_against_the_schema() {
         ids(&run.stdout),
         "history and stdout differ"
     );
+    for e in &run.history {
+        let same_id = |v: &[Value]| v.iter().find(|x| x["id"] == e["id"]).cloned();
+        assert_eq!(
+            same_id(&run.file).as_ref(),
+            Some(e),
+            "file and history differ"
+        );
+        assert_eq!(
+            same_id(&run.stdout).as_ref(),
+            Some(e),
+            "stdout and history differ"
+        );
+    }
     for code in [
         "BA",
         "BR",
@@ -437,6 +470,7 @@ fn every_event_validates_against_the_schema() {
 
     let mut all: Vec<Labelled> = fixture_events();
     let fixtures = all.len();
+    all.push(readme_example());
     assert!(fixtures >= 70, "only {fixtures} fixture events");
     for (source, events) in [
         ("tocsin history", &run.history),
@@ -460,6 +494,18 @@ fn every_event_validates_against_the_schema() {
         json!([]),
         "properties of the schema no event used (the run must make them): {report:#}"
     );
+    for (list, why) in [
+        (
+            "optional_always_present",
+            "optional in the schema, yet in every event",
+        ),
+        (
+            "nullable_never_null",
+            "nullable in the schema, yet never null",
+        ),
+    ] {
+        assert_eq!(report[list], json!([]), "{why}: {report:#}");
+    }
     let values = &report["values"];
     for (field, expected) in [
         ("transport", json!(["internal", "offline", "tcp", "udp"])),

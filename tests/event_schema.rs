@@ -254,7 +254,7 @@ mac = "001122334455"
 
 [[account]]
 id = "6006"
-supervision = "1s/1s"
+supervision = "2s/2s"
 
 [[account]]
 id = "7777"

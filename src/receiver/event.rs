@@ -5,6 +5,9 @@
 //! sequence, decrypted payload, panel timestamp — and the event's position in its frame,
 //! so that two receivers that get the same frame (dual path, hot standby) compute the
 //! same id and the bus keeps one. Nothing receiver-local (arrival time, peer, pad) enters.
+//!
+//! The JSON shape is documented for consumers in `docs/event.schema.json`: changing the
+//! event's fields means changing that schema in the same commit.
 
 use std::borrow::Cow;
 

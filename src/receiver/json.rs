@@ -8,6 +8,10 @@
 //! rules included: consoles and the journal readers see no difference, and the tests
 //! compare the two writers on every fixture and on random events. The derives stay the
 //! reference (and are still used to read records back).
+//!
+//! The event's shape is published as `docs/event.schema.json`: a change to the fields
+//! written here (or to [`Event`]) changes that schema in the same commit;
+//! `tests/event_schema.rs` validates the events of a real run against it.
 
 use super::event::Event;
 use super::record::{JournalRecord, RecordKind};

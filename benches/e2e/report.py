@@ -428,6 +428,8 @@ def e2e(results, out, section="e2e"):
         w(f"- {counters} (whole run, warm-ups included)")
     if meta.get("hwm"):
         w(f"- peak resident memory over the sweep: {meta['hwm']}")
+    w("")
+    w("Runs of an earlier form of this comparison (no floor, no sink): \"Previous runs\" below.")
     replace_section(out, section, "\n".join(lines))
 
 

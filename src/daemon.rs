@@ -124,6 +124,7 @@ struct Health {
     supervision: crate::supervision::Handle,
     clock: Arc<crate::clock::ClockState>,
     bus: Option<Arc<crate::forward::nats::BusStatus>>,
+    automation: Vec<Arc<crate::forward::surgard::OutputState>>,
 }
 
 impl Health {
@@ -330,6 +331,7 @@ impl Probe for Health {
             "last_hour": self.last_hour(),
             "connections_open": self.metrics.connections_open.get(),
             "bus": self.bus.as_ref().map(|b| b.to_json()),
+            "automation": self.automation.iter().map(|a| a.status()).collect::<Vec<_>>(),
         })
     }
 }
@@ -345,6 +347,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let settings = load(config_path.as_deref(), &overrides)?;
     let config = settings.config.clone();
+    let automation_specs = settings.automation.clone();
     if config.is_default {
         tracing::warn!("no configuration file: accepting frames from ANY account in clear (encrypted frames get a NAK: no keys are configured); do not run a station like this");
     } else if settings.accounts.unknown == crate::receiver::accounts::UnknownPolicy::Accept {
@@ -422,6 +425,8 @@ pub async fn run(
     if config.bus.nats.is_some() {
         sink_names.push(crate::forward::nats::CURSOR);
     }
+    let automation_cursors: Vec<String> = automation_specs.iter().map(|s| s.cursor()).collect();
+    sink_names.extend(automation_cursors.iter().map(String::as_str));
     let cursors = crate::journal::CursorStore::open(&data_dir)?;
     for name in &sink_names {
         if cursors.load_cursor(name)?.is_none() {
@@ -448,6 +453,7 @@ pub async fn run(
         supervision: supervision.handle.clone(),
         clock,
         bus: bus.clone(),
+        automation: crate::forward::surgard::states(&automation_specs, &metrics.automation),
     });
     let mut http_bound = None;
     // The access rules never stop the start: at worst only /healthz and /readyz are served.
@@ -591,6 +597,14 @@ pub async fn run(
             }
         }));
     }
+
+    sinks.extend(crate::forward::surgard::spawn(
+        &automation_specs,
+        &health.automation,
+        &handle,
+        &config.receiver.id,
+        &sink_stop,
+    ));
 
     // Retention: whole segments, never past what a sink has not written yet.
     let retention_stop = shutdown.child_token();

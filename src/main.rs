@@ -40,6 +40,8 @@ enum Command {
     Diag(cli::diag::DiagArgs),
     /// CSV tables and SVG charts of a period: alarms per day, top accounts, supervision failures.
     Report(cli::report::ReportArgs),
+    /// A stand-in automation computer for a Sur-Gard automation output: ACKs and prints packets.
+    AutomationSim(cli::automation_sim::AutomationSimArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Status(args) => cli::status::run(args),
         Command::Diag(args) => cli::diag::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::AutomationSim(args) => cli::automation_sim::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -6,7 +6,7 @@ use time::UtcDateTime;
 
 use crate::protocol::crypto::Key;
 use crate::protocol::dc09::{parse_frame, Frame};
-use crate::protocol::text::{decode_w1252, escape};
+use crate::protocol::text::escape;
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
 use crate::receiver::decide::{
     decide, DuhReason, NakReason, NothingSeen, Outcome, SilenceReason, TimePolicy,
@@ -106,7 +106,7 @@ fn frame_json(f: &Frame<'_>, key: Option<&Key>) -> Value {
         "account": h.account.number().or_else(|| {
             content.as_ref().and_then(|c| crate::receiver::decide::data_account_of(c.data))
         }),
-        "data": content.as_ref().map(|c| decode_w1252(c.data).into_owned()),
+        "data": content.as_ref().map(|c| c.data_text().into_owned()),
         "ext": content.as_ref().map(|c| c.ext.iter().map(|b| b.text()).collect::<Vec<_>>()).unwrap_or_default(),
         "timestamp": content.as_ref().and_then(|c| c.timestamp).map(panel_rfc3339),
         "crc_ok": true,

@@ -19,8 +19,6 @@ use crate::ops::config::Settings;
 use crate::ops::frame_series::{class_counts, FrameSeries};
 use crate::ops::metrics::Metrics;
 use crate::ops::throttle::{Throttle, Verdict};
-use crate::protocol::dc09::CrcForm;
-use crate::protocol::response;
 use crate::protocol::text::escape;
 use crate::receiver::decide::{decide, NakReason, Outcome, Reply, TimePolicy};
 use crate::receiver::dedup::Dedup;
@@ -109,11 +107,11 @@ impl Station {
                 .map_or_else(|| rfc3339(now), |e| e.received_at.clone()),
             transport: Some(CompactString::const_new(transport.as_str())),
             peer: peer_text.clone(),
-            // Every event of the frame carries it already escaped.
+            // Every event of the frame carries it already escaped (any key masked).
             raw: Some(
                 d.events
                     .first()
-                    .map_or_else(|| escape(raw), |e| e.raw.clone()),
+                    .map_or_else(|| d.raw_text(raw), |e| e.raw.clone()),
             ),
             reply: d.reply.bytes().map(escape),
             outcome: Some(CompactString::const_new(d.outcome.reply_label())),
@@ -124,6 +122,9 @@ impl Station {
         };
         let classes = class_counts(&record.events);
         let mut alarms = crate::ops::recent::alarms_of(&record.events);
+        if d.key_blocks > 0 {
+            self.metrics.key_blocks.inc_by(u64::from(d.key_blocks));
+        }
         let payload = record.into_bytes();
 
         // When the reply was ready, if known before the end: the time after a durable
@@ -161,10 +162,7 @@ impl Station {
                             .with_label_values(&["nak"])
                             .inc();
                         d.outcome = Outcome::Nak(NakReason::Journal);
-                        let mut nak = Vec::with_capacity(48);
-                        let form = d.summary.crc_form.unwrap_or(CrcForm::Ascii);
-                        response::nak(form, now, &mut nak);
-                        Some(nak)
+                        Some(d.summary.nak_reply(raw, now))
                     }
                 }
             }

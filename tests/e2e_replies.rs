@@ -541,3 +541,72 @@ fn several_frames_in_one_write_and_one_frame_over_several_writes() {
     assert_eq!(history.len(), 4, "{history:#?}");
     rx.d.stop();
 }
+
+/// The DC-09-2026 answers, chosen per account in the accounts CSV and by default in
+/// `[receiver]`: a NAK echoing the panel's `R`, `L` and `#acct`, and a 16–31-byte `*ACK` pad;
+/// accounts left on 2013 keep the fixed NAK.
+#[test]
+fn reply_dialect_from_the_accounts_csv_and_the_receiver_default() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "accounts.csv",
+        &format!(
+            "id,key,key_encoding,reply_dialect\n\
+             4026,{H128},hex,2026\n\
+             4013,{H128},hex,2013\n\
+             4000,{H128},hex,\n"
+        ),
+    );
+    let cfg = write_file(
+        dir.path(),
+        "tocsin.toml",
+        "[receiver]\nid = \"e2e-dialect\"\nreply_dialect = \"2026\"\n\n\
+         [accounts]\nunknown = \"reject\"\nfile = \"accounts.csv\"\n",
+    );
+    let mut d = Daemon::start(&cfg, &dir.path().join("data"));
+    let key = key_hex(H128);
+    let stale = Some(UtcDateTime::now() - Duration::from_secs(300));
+    for (account, dialect) in [("4026", "2026"), ("4013", "2013"), ("4000", "2026")] {
+        for transport in ["tcp", "udp"] {
+            let what = format!("{transport} account {account}");
+            let fb = Fb::sia(account, 1, "Nri1/BA01").rl(Some("5A"), "3F");
+            let ack = exchange(transport, d.addr, &fb.sealed(&key));
+            let v = view(&ack);
+            assert_eq!((v.token.as_str(), v.encrypted), ("ACK", true), "{what}");
+            let start = ack.iter().position(|&b| b == b'[').unwrap() + 1;
+            let plain =
+                tocsin::protocol::crypto::open(&key, &ack[start..ack.len() - 1], &mut Vec::new())
+                    .map(|o| o.pad_len)
+                    .unwrap();
+            let pads = if dialect == "2026" { 16..=31 } else { 1..=16 };
+            assert!(pads.contains(&plain), "{what}: pad {plain}");
+
+            let fb = Fb::sia(account, 2, "Nri1/BA01")
+                .rl(Some("5A"), "3F")
+                .at(stale);
+            let nak = exchange(transport, d.addr, &fb.sealed(&key));
+            if dialect == "2013" {
+                assert_nak(&nak, &what);
+            } else {
+                let v = view(&nak);
+                assert_eq!(v.token, "NAK", "{what}: {}", esc(&nak));
+                assert!(
+                    nak[9..].starts_with(format!("\"NAK\"0000R5AL3F#{account}[]_").as_bytes()),
+                    "{what}: {}",
+                    esc(&nak)
+                );
+                assert_now(v.timestamp.expect("NAK time"), &what);
+            }
+        }
+    }
+    // An unknown account gets the receiver's default: the 2026 form, its own account echoed.
+    let fb = Fb::sia("9999", 3, "Nri1/BA01");
+    let nak = exchange("tcp", d.addr, &fb.clear());
+    assert!(
+        nak[9..].starts_with(b"\"NAK\"0000L0#9999[]_"),
+        "{}",
+        esc(&nak)
+    );
+    d.stop();
+}

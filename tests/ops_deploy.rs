@@ -62,6 +62,11 @@ impl Drop for Daemon {
 }
 
 fn start(listen: SocketAddr, env: &[(&str, String)]) -> Daemon {
+    start_with(listen, env, None)
+}
+
+/// [`start`] with a configuration file of `config`.
+fn start_with(listen: SocketAddr, env: &[(&str, String)], config: Option<&str>) -> Daemon {
     let dir = scratch();
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
@@ -78,6 +83,11 @@ fn start(listen: SocketAddr, env: &[(&str, String)]) -> Daemon {
     .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(text) = config {
+        let path = dir.path().join("tocsin.toml");
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(path);
     }
     let child = cmd.spawn().expect("start tocsin");
     Daemon {
@@ -112,7 +122,13 @@ fn need(tool: &str, package: &str) {
 
 fn live_metrics() -> String {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let d = start(listen, &[]);
+    // An automation output (dialling a port where nothing listens), so that its series
+    // exist too.
+    let automation = format!(
+        "[[automation]]\nname = \"ops\"\nconnect = \"127.0.0.1:{}\"\n",
+        free_port()
+    );
+    let d = start_with(listen, &[], Some(&automation));
     assert!(
         wait_status(d.http, "/readyz", 200),
         "daemon never became ready"

@@ -3,6 +3,8 @@
 //! For integrators and support: paste what a panel sent (with `\n`, `\r`, `\xNN` escapes,
 //! literal LF/CR, or `--hex`), get the fields, the events and the exact reply a receiver
 //! would send. It runs the same decision code as the daemon, with a fixed clock if asked.
+//! With `--surgard RR:LINE` it also shows the packets a Sur-Gard automation output would
+//! send for the frame's events, byte for byte.
 
 use std::io::{BufRead, Write};
 
@@ -10,10 +12,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use time::UtcDateTime;
 
+use tocsin::forward::surgard::{self, accounts::AccountMap, packet::Format};
 use tocsin::offline::decode_one;
 use tocsin::protocol::crypto::Key;
+use tocsin::protocol::text::decode_w1252;
 use tocsin::protocol::text::unescape;
 use tocsin::receiver::decide::TimePolicy;
+use tocsin::receiver::event::Event;
 
 #[derive(clap::Args, Debug)]
 pub struct DecodeArgs {
@@ -37,6 +42,47 @@ pub struct DecodeArgs {
     /// Check the timestamps of clear frames too (encrypted ones always are).
     #[arg(long)]
     pub check_clear: bool,
+    /// Add `"surgard": [...]`, the Sur-Gard automation packets of the frame's events, for
+    /// receiver number RR and line LINE (`01:1`, or `01:100` for the 3-digit line form).
+    #[arg(long, value_name = "RR:LINE")]
+    pub surgard: Option<String>,
+    /// With --surgard: the account of tocsin's own events and of unmappable accounts.
+    #[arg(long, default_value = "0000", requires = "surgard")]
+    pub own_account: String,
+    /// With --surgard: CSV file `dc09_account,automation_account`.
+    #[arg(long, value_name = "FILE", requires = "surgard")]
+    pub account_map: Option<std::path::PathBuf>,
+}
+
+/// The automation format and mapping `--surgard` asks for.
+fn surgard_format(args: &DecodeArgs) -> Result<Option<(Format, AccountMap)>> {
+    let Some(spec) = &args.surgard else {
+        return Ok(None);
+    };
+    let Some((rr, line)) = spec.split_once(':') else {
+        bail!("--surgard `{spec}`: expected RR:LINE, e.g. 01:1 or 01:100");
+    };
+    let format =
+        Format::new(rr, line, &args.own_account).with_context(|| format!("--surgard `{spec}`"))?;
+    let map = match &args.account_map {
+        Some(path) => AccountMap::load(path).map_err(anyhow::Error::msg)?,
+        None => AccountMap::default(),
+    };
+    Ok(Some((format, map)))
+}
+
+/// `"surgard"`: the packets of the events in `v`, each as text (DC4 included).
+fn add_surgard(v: &mut Value, format: &Format, map: &AccountMap) {
+    let events: Vec<Event> = v
+        .get("events")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .unwrap_or_default();
+    let packets: Vec<String> = surgard::packets(&events, format, map)
+        .iter()
+        .map(|p| decode_w1252(p).into_owned())
+        .collect();
+    v["surgard"] = Value::from(packets);
 }
 
 pub fn run(args: DecodeArgs) -> Result<i32> {
@@ -49,6 +95,7 @@ pub fn run(args: DecodeArgs) -> Result<i32> {
         Some(s) => parse_now(s)?,
         None => UtcDateTime::now(),
     };
+    let surgard = surgard_format(&args)?;
     let time = TimePolicy {
         check_clear: args.check_clear,
         disabled: args.no_time_check,
@@ -63,7 +110,10 @@ pub fn run(args: DecodeArgs) -> Result<i32> {
         } else {
             unescape(line)
         };
-        let v = decode_one(&raw, key.as_ref(), now, &time);
+        let mut v = decode_one(&raw, key.as_ref(), now, &time);
+        if let Some((format, map)) = &surgard {
+            add_surgard(&mut v, format, map);
+        }
         all_ok &= v.get("ok") == Some(&Value::Bool(true));
         writeln!(out, "{v}")?;
         Ok(())

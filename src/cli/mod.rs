@@ -1,6 +1,7 @@
 //! Subcommands of the `tocsin` binary. Each file is one command; `anyhow` lives here and
 //! nowhere below.
 
+pub mod automation_sim;
 pub mod decode;
 // status, diag, report: the operator's views (start of shift, one site, a period).
 pub mod diag;

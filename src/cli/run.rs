@@ -148,6 +148,15 @@ pub fn check_config(args: CheckConfigArgs) -> Result<i32> {
             if let Some(n) = &c.bus.nats {
                 print_bus(n);
             }
+            for a in &s.automation {
+                println!(
+                    "  automation     {}: {} {}, {} mapped accounts",
+                    a.name,
+                    a.endpoint.mode(),
+                    a.endpoint.address(),
+                    a.map.len()
+                );
+            }
             Ok(0)
         }
         Err(e) => {

@@ -1,10 +1,11 @@
 //! `tocsin status`: the operator's summary at the start of a shift, from a running
 //! daemon's `/status` and `/metrics`: is it listening, can it write, is the bus draining,
+//! is the automation software getting alarms,
 //! which sites are cut off and since when, how many frames and NAKs in the last hour.
 //!
 //! Plain HTTP/1.1 over a std `TcpStream`: two GETs to a loopback address do not need an
 //! HTTP client stack. Exit status for scripts and monitoring: 0 ready and no site in
-//! failure, 1 not ready or sites in failure, 2 daemon unreachable.
+//! failure, 1 not ready, sites in failure or an automation link down, 2 daemon unreachable.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -275,6 +276,7 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
     }
     out.push_str(&bus_lines(&status["bus"]));
     out.push_str(&clock_line(&status["clock"]));
+    let automation_down = automation_lines(status, &mut out);
     let sup = &status["supervision"];
     out.push_str(&format!(
         "supervision {} accounts, {} paths supervised, {} in failure{}{}\n",
@@ -322,7 +324,40 @@ pub fn summary(status: &Value, metrics: Option<&str>) -> (String, bool) {
             ));
         }
     }
-    (out, !ready || !failures.is_empty())
+    (out, !ready || !failures.is_empty() || automation_down)
+}
+
+/// One line per automation output; true when a link is down (alarms wait in the journal).
+fn automation_lines(status: &Value, out: &mut String) -> bool {
+    let mut down = false;
+    for a in status["automation"].as_array().into_iter().flatten() {
+        let up = a["link"].as_str() == Some("up");
+        down |= !up;
+        let mut line = format!(
+            "automation  {}: {} ({} {}), backlog {} records, {} delivered",
+            a["name"].as_str().unwrap_or("?"),
+            if up { "link up" } else { "LINK DOWN" },
+            a["mode"].as_str().unwrap_or("?"),
+            a["address"].as_str().unwrap_or("?"),
+            a["backlog_records"].as_i64().unwrap_or(0),
+            a["delivered"].as_u64().unwrap_or(0),
+        );
+        if let Some(since) = a["since"].as_str() {
+            line.push_str(&format!(", since {since}"));
+        }
+        for (key, what) in [("set_aside", "set aside"), ("unmapped", "unmapped")] {
+            let n = a[key].as_u64().unwrap_or(0);
+            if n > 0 {
+                line.push_str(&format!(", {n} {what}"));
+            }
+        }
+        if let (false, Some(e)) = (up, a["last_error"].as_str()) {
+            line.push_str(&format!(" ({e})"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    down
 }
 
 /// What to tell when the daemon refuses: 401 (no or wrong token) or 403 (only the open

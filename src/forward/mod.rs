@@ -4,6 +4,7 @@
 
 pub mod jsonl;
 pub mod nats;
+pub mod surgard;
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 

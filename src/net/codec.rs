@@ -1,4 +1,4 @@
-//! Cuts a TCP byte stream into DC-09 frames (`spec/dc09.md` §2, "Framing on a stream").
+//! Cuts a TCP byte stream into DC-09 frames (`docs/protocol/dc09.md` §2, "Framing on a stream").
 //!
 //! A frame starts at LF; its header says where the body ends, and the CR must follow. When
 //! the CR is not where the length says (ELDES counts the CR, some senders get the length

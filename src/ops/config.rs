@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::units;
 use crate::protocol::crypto::{Key, KeyEncoding};
+use crate::protocol::response::ReplyDialect;
 use crate::receiver::accounts::{Account, AccountTable, Encryption, UnknownPolicy};
 
 /// Port used when none is configured. DC-09 has no assigned port; 9000 is free of the
@@ -83,6 +84,10 @@ pub struct ReceiverSection {
     pub number: Option<String>,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Reply forms where DC-09-2013 and DC-09-2026 differ (`*ACK` pad, NAK account
+    /// fields), for accounts that set none: `"2013"` (default) or `"2026"`.
+    #[serde(default)]
+    pub reply_dialect: ReplyDialect,
 }
 
 impl Default for ReceiverSection {
@@ -91,6 +96,7 @@ impl Default for ReceiverSection {
             id: default_receiver_id(),
             number: None,
             data_dir: default_data_dir(),
+            reply_dialect: ReplyDialect::default(),
         }
     }
 }
@@ -374,6 +380,9 @@ pub struct AccountEntry {
     /// event.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// `"2013"` or `"2026"`: overrides `[receiver] reply_dialect` for this panel.
+    #[serde(default)]
+    pub reply_dialect: Option<ReplyDialect>,
 }
 
 /// The configuration file as written.
@@ -404,6 +413,9 @@ pub struct Config {
     pub bus: BusSection,
     #[serde(default)]
     pub supervision: SupervisionSection,
+    /// `[[automation]]`: outputs to the station's automation software.
+    #[serde(default)]
+    pub automation: Vec<crate::forward::surgard::AutomationConfig>,
     /// Set when no file was given, so the daemon can say loudly that it accepts anything.
     #[serde(skip)]
     pub is_default: bool,
@@ -418,6 +430,8 @@ pub struct Config {
 pub struct Settings {
     pub config: Config,
     pub accounts: AccountTable,
+    /// The `[[automation]]` outputs, checked (read at start; a restart changes them).
+    pub automation: Vec<crate::forward::surgard::OutputSpec>,
 }
 
 impl Config {
@@ -483,6 +497,7 @@ impl Config {
             message,
         };
         let mut accounts = AccountTable::with_policy(self.accounts.unknown);
+        accounts.reply_dialect = self.receiver.reply_dialect;
         for entry in &self.account {
             let id = entry.id.get_ref();
             if !valid_account_id(id) {
@@ -543,6 +558,7 @@ impl Config {
                 time_check: entry.time_check,
                 supervision,
                 identity,
+                reply_dialect: entry.reply_dialect,
             };
             if accounts.insert(id, account).is_some() {
                 return Err(invalid(
@@ -595,9 +611,20 @@ impl Config {
                 message: "[journal] commit_interval must be at most 100ms".into(),
             });
         }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let automation =
+            crate::forward::surgard::config::resolve_all(&self.automation, base, |offset| {
+                self.line_of(offset)
+            })
+            .map_err(|e| ConfigError::Invalid {
+                path: e.path.unwrap_or_else(|| self.path.clone()),
+                line: e.line,
+                message: e.message,
+            })?;
         Ok(Settings {
             config: self,
             accounts,
+            automation,
         })
     }
 
@@ -710,5 +737,27 @@ encryption = "required"             # or "optional"
             err.contains("commit_interval must be at most 100ms"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reply_dialect_default_and_per_account() {
+        let s =
+            parse("[[account]]\nid = \"1\"\nreply_dialect = \"2026\"\n[[account]]\nid = \"2\"\n")
+                .unwrap();
+        assert_eq!(s.accounts.reply_dialect, ReplyDialect::Dc2013);
+        assert_eq!(
+            s.accounts.reply_dialect_of(s.accounts.get("1")),
+            ReplyDialect::Dc2026
+        );
+        assert_eq!(
+            s.accounts.reply_dialect_of(s.accounts.get("2")),
+            ReplyDialect::Dc2013
+        );
+        let s = parse("[receiver]\nreply_dialect = \"2026\"\n").unwrap();
+        assert_eq!(s.accounts.reply_dialect_of(None), ReplyDialect::Dc2026);
+        let err = parse("[receiver]\nreply_dialect = \"2021\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("2026"), "{err}");
     }
 }

@@ -199,7 +199,7 @@ mod tests {
                 .copied();
             assert_eq!(reply, Some(o.reply_label()), "{o:?}");
         }
-        let tokens = ["SIA-DCS", "ADM-CID", "NULL", "", "XYZ"];
+        let tokens = ["SIA-DCS", "ADM-CID", "NULL", "XNM", "RSP", "", "XYZ"];
         let mut seen = std::collections::HashMap::new();
         for t in tokens {
             for encrypted in [false, true] {

@@ -81,6 +81,9 @@ pub struct Metrics {
     pub clock_last_step: IntGauge,
     /// `tocsin_bus_*`: there with or without a bus, so rules and dashboards always find them.
     pub bus: crate::forward::nats::BusMetrics,
+    pub key_blocks: IntCounter,
+    /// `tocsin_automation_*`, labelled by output.
+    pub automation: crate::forward::surgard::Families,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -348,6 +351,11 @@ impl Metrics {
             "tocsin_clock_last_step_seconds",
             "Size of the last wall-clock step, in seconds (negative: backward).",
         )?;
+        let key_blocks = IntCounter::new(
+            "tocsin_key_blocks_total",
+            "Extended [K…] blocks (encryption keys) received; masked, never stored nor used.",
+        )?;
+        r.register(Box::new(key_blocks.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "tocsin_build_info",
@@ -357,6 +365,7 @@ impl Metrics {
         )?;
         r.register(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let automation = crate::forward::surgard::Families::register(&r)?;
         // Series that exist from the start, at zero, so rates and alerts work before the
         // first occurrence.
         for class in crate::protocol::codes::EventClass::ALL {
@@ -435,6 +444,8 @@ impl Metrics {
             supervision_bus_errors,
             clock_steps,
             clock_last_step,
+            key_blocks,
+            automation,
         })
     }
 
@@ -461,7 +472,7 @@ impl Metrics {
 }
 
 /// Values of the token label; [`token_slot`] numbers them.
-pub const TOKEN_LABELS: usize = 8;
+pub const TOKEN_LABELS: usize = 12;
 
 /// The token label: known tokens as themselves (with `*` when encrypted), anything else
 /// `other`, so a sender cannot create label values.
@@ -479,6 +490,10 @@ pub fn token_slot(token: &str, encrypted: bool) -> (usize, &'static str) {
         ("NULL", false) => (4, "NULL"),
         ("NULL", true) => (5, "*NULL"),
         ("", _) => (6, "none"),
+        ("XNM", false) => (8, "XNM"),
+        ("XNM", true) => (9, "*XNM"),
+        ("RSP", false) => (10, "RSP"),
+        ("RSP", true) => (11, "*RSP"),
         _ => (7, "other"),
     }
 }

@@ -2,11 +2,18 @@
 //!
 //! Why it exists: a receiver must turn `BA` or `1130` into something an operator console can
 //! route (class, category, what the address means) without a network look-up. The tables are
-//! `spec/sia-codes.csv` (SIA DC-03 two-letter codes, `spec/sia-dcs.md` §3) and
-//! `spec/contact-id-codes.csv` (Contact ID / SIA DC-05 event codes, `spec/contact-id.md` §4–§5),
-//! copied under `tables/` and compiled into the binary with `include_str!`, then parsed once
-//! (on first use) into direct-index arrays: 26×26 slots for SIA, 1000 slots for Contact ID, so
-//! a look-up is one bounds-checked index, no hashing.
+//! `tables/sia-codes.csv` (SIA DC-03 two-letter codes, `docs/protocol/sia-dcs.md` §3) and
+//! `tables/contact-id-codes.csv` (Contact ID / SIA DC-05 event codes, `docs/protocol/contact-id.md`
+//! §4–§5), compiled into the binary with `include_str!`, then parsed once (on first use) into
+//! direct-index arrays: 26×26 slots for SIA, 1000 slots for Contact ID, so a look-up is one
+//! bounds-checked index, no hashing.
+//!
+//! The tables hold every code of the DC-03-2017 and DC-05-2016 lists (as published in the
+//! public-domain `siadc09` package, see `proto-fixtures/README.md`), the earlier and vendor
+//! codes seen in the field, and the user-assigned Contact ID range 750–789 by name. Columns:
+//! `code,description,class,zone_or_user|address_type,class_reason`; `class_reason` says why a
+//! code is in class `other` (a record, an access-control report, a user-assigned code…) and
+//! is empty for every other class (a test holds both).
 //!
 //! Pure: no I/O, no clock, no panics. A malformed CSV row is skipped at run time (the tests
 //! assert that every row of the compiled-in files parses, so in practice none is skipped).
@@ -21,28 +28,32 @@
 //!
 //! | codes | category |
 //! |---|---|
-//! | 100–102 | medical |
+//! | 100–103 | medical (103 fall detected) |
 //! | 110–118 | fire |
-//! | 120–126 | panic (duress, hold-up) |
+//! | 120–129 | panic (duress, hold-up, 129 panic verifier) |
 //! | 130–139 | burglary, except 137 → tamper |
 //! | 140 general alarm | other |
 //! | 141–143, 147 (polling loop, expansion module, sensor supervision) | system |
 //! | 144, 145 | tamper |
 //! | 146 silent burglary | burglary |
-//! | 150–163 | environmental (gas, water, temperature, CO, …), except 155 foil break and 156 day trouble → burglary |
+//! | 150–169 | environmental (gas, water, temperature, CO, humidity, …), except 155 foil break and 156 day trouble → burglary |
 //! | 200–210 | fire (sprinkler / fire supervisory) |
 //! | 301, 302, 309, 311, 312, 314 (AC, battery, power supply) | power |
-//! | 300, 303–308, 310, 313 | system |
+//! | 300, 303–308, 310, 313, 315 | system |
+//! | 316, 317 (system and panel tamper) | tamper |
 //! | 320–344 (sounders, relays, peripherals) | system, except 337, 338, 342 (module DC/battery/AC) → power, 341 → tamper, 344 RF jam → communication |
+//! | 345 (AES encryption disabled) | communication |
 //! | 350–360 | communication |
-//! | 370–393 (loops and sensors) | system, except 373, 385, 386 → fire, 374 → burglary, 375, 376 → panic, 383 → tamper, 384 RF low battery → power |
+//! | 370–394 (loops and sensors) | system, except 373, 385, 386 → fire, 374 → burglary, 375, 376 → panic, 383 → tamper, 384 RF low battery → power, 394 CO detector end of life → environmental |
 //! | 400–409, 440–466 | arming |
 //! | 410–416 (remote access, download) | system |
 //! | 420–436 | access |
-//! | 500–579 | bypass |
+//! | 500–579 | bypass, except 554, 555 (fiber network faults) → communication |
 //! | 600–616 | test |
-//! | 620–632 (event log, clock, program mode, schedules) | system |
-//! | vendor 7xx/9xx | per code: 704, 913–916 test; 796, 798 communication; 900–902, 917, 919, 927 system; 910, 911, 923, 925 bypass; 912, 918, 922, 924 fire; 920, 928, 929 arming; 921 access; 926 power |
+//! | 620–632 (event log, clock, program mode, schedules), 655 | system |
+//! | 643 restricted door | access |
+//! | 646 additional help needed | panic |
+//! | 7xx/9xx | per code: 704, 913–916 test; 796, 798, 954 communication; 900–904, 917, 919, 927, 961, 962 system; 910, 911, 923, 925 bypass; 912, 918, 922, 924 fire; 920, 928, 929 arming; 921 access; 926 power |
 //! | anything else | other |
 //!
 //! SIA ([`sia_category`]), by first letter (the DC-03 family), with per-code exceptions where the
@@ -218,7 +229,7 @@ impl Category {
     }
 }
 
-/// The Contact ID event qualifier Q (`spec/contact-id.md` §3).
+/// The Contact ID event qualifier Q (`docs/protocol/contact-id.md` §3).
 ///
 /// Only 1, 3 and 6 are defined; any other digit has no kind (the parser keeps the raw digit).
 /// For open/close codes the same values mean opening (1) and closing (3): that inversion is
@@ -284,14 +295,15 @@ impl Qualifier {
 
     /// Whether this qualifier, on this Contact ID event code, is an opening or a closing.
     ///
-    /// `Some` only for the codes whose Q selects the direction (`spec/contact-id.md` §3, "the
-    /// inversion for the 4xx family"): 400–405 and 407–409 (open/close, by user, group,
-    /// automatic, late, deferred, remote, quick arm, keyswitch), 440–442 (group, armed STAY),
-    /// 450–452 (exception, early, late) and 456 (partial arm). Not 406 (cancel) nor the
-    /// one-directional 453–466 reports (failed to open, exit error, …), whose Q keeps its
-    /// ordinary new/restore meaning. Q = 6 (status) is neither direction.
+    /// `Some` only for the codes whose Q selects the direction (`docs/protocol/contact-id.md`
+    /// §3, "the inversion for the 4xx family"): 400–405 and 407–409 (open/close, by user,
+    /// group, automatic, late, deferred, remote, quick arm, keyswitch), 440–444 (group, armed
+    /// STAY, armed with a trouble overridden, armed night stay), 450–452 (exception, early,
+    /// late) and 456 (partial arm). Not 406 (cancel) nor the one-directional 453–466
+    /// reports (failed to open, exit error, …), whose Q keeps its ordinary new/restore
+    /// meaning. Q = 6 (status) is neither direction.
     pub const fn arming(self, code: u16) -> Option<Arming> {
-        let directional = matches!(code, 400..=405 | 407..=409 | 440..=442 | 450..=452 | 456);
+        let directional = matches!(code, 400..=405 | 407..=409 | 440..=444 | 450..=452 | 456);
         if !directional {
             return None;
         }
@@ -306,7 +318,8 @@ impl Qualifier {
 /// What the number after a code (SIA address, Contact ID CCC) designates.
 ///
 /// `None` covers "no number" and every other kind of number the tables only name in the
-/// description (door, relay, line, printer, expander, …), as `spec/sia-dcs.md` prescribes.
+/// description (door, relay, line, printer, expander, …), as `docs/protocol/sia-dcs.md` §3
+/// says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressKind {
@@ -353,6 +366,8 @@ pub struct SiaCodeInfo {
     pub category: Category,
     /// Whether this code reports the end of a condition. See [`is_restore_description`].
     pub is_restore: bool,
+    /// Why the code is in class `other`; empty for the other classes.
+    pub class_reason: &'static str,
 }
 
 impl SiaCodeInfo {
@@ -374,16 +389,18 @@ pub struct CidCodeInfo {
     pub description: &'static str,
     /// The CSV `class` column (a restore is told by the qualifier, not the code).
     pub class: EventClass,
-    /// Whether CCC is a zone or a user number (`spec/contact-id.md` §5); `None` for the
-    /// vendor codes whose CCC is something else (downloader id).
+    /// Whether CCC is a zone or a user number (`docs/protocol/contact-id.md` §5); `None` for
+    /// the codes whose CCC is something else (downloader or device id, user-assigned).
     pub zone_or_user: AddressKind,
     pub category: Category,
+    /// Why the code is in class `other`; empty for the other classes.
+    pub class_reason: &'static str,
 }
 
 /// Number of data rows in the compiled-in `sia-codes.csv`.
 pub const SIA_CODE_COUNT: usize = 325;
 /// Number of data rows in the compiled-in `contact-id-codes.csv`.
-pub const CID_CODE_COUNT: usize = 276;
+pub const CID_CODE_COUNT: usize = 340;
 
 const SIA_CSV: &str = include_str!("tables/sia-codes.csv");
 const CID_CSV: &str = include_str!("tables/contact-id-codes.csv");
@@ -458,11 +475,12 @@ fn data_rows(csv: &'static str) -> impl Iterator<Item = &'static str> {
         .filter(|l| !l.is_empty())
 }
 
-/// Split a row into exactly four fields. The tables have no quoted fields and no commas in
-/// descriptions (a test checks it), so a plain split is the whole CSV dialect we need.
-fn four_fields(row: &'static str) -> Option<[&'static str; 4]> {
+/// Split a row into exactly five fields. The tables have no quoted fields and no commas in
+/// descriptions or reasons (a test checks it), so a plain split is the whole CSV dialect we
+/// need.
+fn five_fields(row: &'static str) -> Option<[&'static str; 5]> {
     let mut it = row.split(',');
-    let fields = [it.next()?, it.next()?, it.next()?, it.next()?];
+    let fields = [it.next()?, it.next()?, it.next()?, it.next()?, it.next()?];
     match it.next() {
         None => Some(fields),
         Some(_) => None,
@@ -470,7 +488,7 @@ fn four_fields(row: &'static str) -> Option<[&'static str; 4]> {
 }
 
 fn parse_sia_row(row: &'static str) -> Option<SiaCodeInfo> {
-    let [code, description, class, address] = four_fields(row)?;
+    let [code, description, class, address, class_reason] = five_fields(row)?;
     sia_slot(code)?;
     Some(SiaCodeInfo {
         code,
@@ -479,11 +497,12 @@ fn parse_sia_row(row: &'static str) -> Option<SiaCodeInfo> {
         address: AddressKind::from_name(address)?,
         category: sia_category(code),
         is_restore: is_restore_description(description),
+        class_reason,
     })
 }
 
 fn parse_cid_row(row: &'static str) -> Option<CidCodeInfo> {
-    let [code, description, class, zone_or_user] = four_fields(row)?;
+    let [code, description, class, zone_or_user, class_reason] = five_fields(row)?;
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -494,6 +513,7 @@ fn parse_cid_row(row: &'static str) -> Option<CidCodeInfo> {
         class: EventClass::from_name(class)?,
         zone_or_user: AddressKind::from_name(zone_or_user)?,
         category: cid_category(code),
+        class_reason,
     })
 }
 
@@ -508,7 +528,7 @@ fn parse_cid_row(row: &'static str) -> Option<CidCodeInfo> {
 ///   cancelling an alarm, an action to report as itself;
 /// - `resumed` — `NS` "Activity Resumed", which ends `NA` "No Activity";
 /// - `paper in`, `online`, `completed` — `VI`, `VY`, `YZ`, which end `VO`, `VZ`, `YX`
-///   (the pairs of `spec/contact-id.md` §6).
+///   (the pairs of `docs/protocol/contact-id.md` §6).
 ///
 /// "End" is not in the list: `FK`/`TE` test end, `LE` listen-in ended, `TZ` area watch end
 /// close an activity, not a condition an operator would have open.
@@ -617,22 +637,23 @@ pub fn sia_category(code: &str) -> Category {
 pub const fn cid_category(code: u16) -> Category {
     use Category::*;
     match code {
-        100..=102 => Medical,
+        100..=103 => Medical,
         110..=118 => Fire,
-        120..=126 => Panic,
+        120..=129 => Panic,
         137 => Tamper,
         130..=139 => Burglary,
         141..=143 | 147 => System,
         144 | 145 => Tamper,
         146 => Burglary,
         155 | 156 => Burglary,
-        150..=163 => Environmental,
+        150..=169 => Environmental,
         200..=210 => Fire,
         301 | 302 | 309 | 311 | 312 | 314 => Power,
-        300..=313 => System,
+        316 | 317 => Tamper,
+        300..=315 => System,
         337 | 338 | 342 => Power,
         341 => Tamper,
-        344 => Communication,
+        344 | 345 => Communication,
         320..=343 => System,
         350..=360 => Communication,
         373 | 385 | 386 => Fire,
@@ -640,16 +661,19 @@ pub const fn cid_category(code: u16) -> Category {
         375 | 376 => Panic,
         383 => Tamper,
         384 => Power,
+        394 => Environmental,
         370..=393 => System,
         400..=409 | 440..=466 => Arming,
         410..=416 => System,
-        420..=436 => Access,
+        420..=436 | 643 => Access,
+        554 | 555 => Communication,
         500..=579 => Bypass,
         600..=616 => Test,
-        620..=632 => System,
+        620..=632 | 655 => System,
+        646 => Panic,
         704 | 913..=916 => Test,
-        796 | 798 => Communication,
-        900..=902 | 917 | 919 | 927 => System,
+        796 | 798 | 954 => Communication,
+        900..=904 | 917 | 919 | 927 | 961 | 962 => System,
         910 | 911 | 923 | 925 => Bypass,
         912 | 918 | 922 | 924 => Fire,
         920 | 928 | 929 => Arming,
@@ -684,20 +708,61 @@ mod tests {
     }
 
     #[test]
-    fn compiled_tables_match_spec_copies() {
-        // The spec is the source of truth; the copy under tables/ must not drift.
-        if let Ok(spec) = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/sia-codes.csv"
-        )) {
-            assert_eq!(spec, SIA_CSV);
+    fn class_other_always_says_why() {
+        for info in sia_codes() {
+            assert_eq!(
+                info.class == EventClass::Other,
+                !info.class_reason.is_empty(),
+                "SIA {}: class {} with reason {:?}",
+                info.code,
+                info.class.as_str(),
+                info.class_reason
+            );
         }
-        if let Ok(spec) = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/contact-id-codes.csv"
-        )) {
-            assert_eq!(spec, CID_CSV);
+        for info in cid_codes() {
+            assert_eq!(
+                info.class == EventClass::Other,
+                !info.class_reason.is_empty(),
+                "Contact ID {}: class {} with reason {:?}",
+                info.code,
+                info.class.as_str(),
+                info.class_reason
+            );
         }
+    }
+
+    #[test]
+    fn dc05_2016_additions_and_user_assigned_range() {
+        use Category::*;
+        for (code, class, category) in [
+            (103, EventClass::Alarm, Medical),
+            (129, EventClass::Alarm, Panic),
+            (168, EventClass::Alarm, Environmental),
+            (169, EventClass::Alarm, Environmental),
+            (315, EventClass::Trouble, System),
+            (316, EventClass::Alarm, Tamper),
+            (317, EventClass::Alarm, Tamper),
+            (345, EventClass::Trouble, Communication),
+            (358, EventClass::Trouble, Communication),
+            (394, EventClass::Trouble, Environmental),
+            (443, EventClass::OpenClose, Arming),
+            (444, EventClass::OpenClose, Arming),
+            (554, EventClass::Trouble, Communication),
+            (555, EventClass::Trouble, Communication),
+            (903, EventClass::Other, System),
+            (904, EventClass::Trouble, System),
+        ] {
+            let info = cid_code(code).unwrap_or_else(|| panic!("{code} missing"));
+            assert_eq!((info.class, info.category), (class, category), "{code}");
+        }
+        for code in 750..=789 {
+            let info = cid_code(code).unwrap();
+            assert!(info.description.starts_with("User-assigned"), "{code}");
+            assert!(info.class_reason.contains("user-assigned"), "{code}");
+            assert_eq!(info.zone_or_user, AddressKind::None);
+        }
+        assert_eq!(Qualifier::Restore.arming(444), Some(super::Arming::Closing));
+        assert!(sia_code("YO").unwrap().description.contains("automation"));
     }
 
     #[test]
@@ -754,9 +819,14 @@ mod tests {
         ] {
             assert!(!restores.contains(&c), "{c} should not be a restore");
         }
-        // Every alarm-family restore code pairs with the letter's alarm code.
+        // Every alarm-family restore code pairs with the letter's alarm code, but for JC,
+        // which cancels the JA user-code tamper alarm.
         for info in sia_codes().filter(|i| i.is_restore && i.class == EventClass::Alarm) {
-            assert!(matches!(info.code.as_bytes().get(1), Some(b'H' | b'R')));
+            assert!(
+                matches!(info.code.as_bytes().get(1), Some(b'H' | b'R')) || info.code == "JC",
+                "{}",
+                info.code
+            );
         }
     }
 

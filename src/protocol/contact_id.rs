@@ -1,9 +1,9 @@
 //! Contact ID (SIA DC-05) data, as carried between `[` and `]` of a DC-09 `ADM-CID` frame,
 //! and the 16-digit DC-05 telephone message.
 //!
-//! Implements `spec/contact-id.md` §1 (the message and its mod-15 checksum), §2 (the DC-09
-//! form `#acct|QXYZ GG CCC`), §3 (the qualifier) and §7 (the lenient parse); the payload
-//! variants are those of `spec/dc09.md` §6. Classifying the event code is
+//! Implements `docs/protocol/contact-id.md` §1 (the message and its mod-15 checksum), §2 (the
+//! DC-09 form `#acct|QXYZ GG CCC`), §3 (the qualifier) and §7 (the lenient parse); the payload
+//! variants are those of `docs/protocol/dc09.md` §6. Classifying the event code is
 //! [`super::codes`]' job.
 //!
 //! Accepted shapes, after an optional `#acct|` (or `acct|`, or `|`) prefix, spaces allowed
@@ -16,9 +16,10 @@
 //! | 15 | `AAAA MT Q XYZ GG CCC` (a DC-05 message without its checksum digit) | `Dc05`, no checksum |
 //! | 16 | `AAAA MT Q XYZ GG CCC S` (the full DC-05 message) | `Dc05`, checksum verified |
 //!
-//! `spec/contact-id.md` §7 sketches "15 digits starting with 18"; `18QXYZGGCCC` is 11 digits,
-//! so both readings are accepted: 11 digits led by the message type, and 15 digits that are
-//! the 16-digit message minus its checksum. The message type must be `18` or `98`.
+//! A message type may come in band, so both readings of it are accepted
+//! (`docs/protocol/contact-id.md` §7): 11 digits led by the message type (`18QXYZGGCCC`), and
+//! 15 digits that are the 16-digit message minus its checksum. The message type must be `18`
+//! or `98`.
 //!
 //! A bad checksum is an error ([`CidError::Checksum`]), not a flag: the digit exists only to
 //! detect corruption, and a corrupted Contact ID message may carry the wrong zone or even the
@@ -40,7 +41,7 @@ pub const MAX_CID_DATA_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CidData<'a> {
     /// The account of the `#acct|` prefix; without a prefix, the `AAAA` of a 15- or
-    /// 16-digit message. (Routing uses the frame header's account, `spec/dc09.md` §6.)
+    /// 16-digit message. (Routing uses the frame header's account, `docs/protocol/dc09.md` §6.)
     pub account: Option<&'a str>,
     /// The raw qualifier digit value: 0–9, or 11–15 for B–F.
     pub qualifier: u8,
@@ -78,7 +79,7 @@ impl CidData<'_> {
     }
 
     /// What CCC designates: the table's `zone_or_user`, defaulting to zone for codes not in
-    /// the table (`spec/contact-id.md` §5: everything not listed carries a zone).
+    /// the table (`docs/protocol/contact-id.md` §5: everything not listed carries a zone).
     pub fn zone_or_user_kind(&self) -> AddressKind {
         self.info().map_or(AddressKind::Zone, |i| i.zone_or_user)
     }
@@ -192,7 +193,7 @@ pub fn parse_cid_data(data: &str) -> Result<CidData<'_>, CidError> {
     })
 }
 
-/// The checksum digit `S` for the first 15 digits of a DC-05 message (`spec/contact-id.md`
+/// The checksum digit `S` for the first 15 digits of a DC-05 message (`docs/protocol/contact-id.md`
 /// §1, builder rule): sum the digits counting `0` as 10 and B–F as 11–15, take
 /// `(15 − sum mod 15) mod 15`, and write 0 as `F` (a `0` digit would count as 10), 10 as `0`.
 /// Spaces are ignored; `None` unless there are exactly 15 valid digits.
@@ -412,7 +413,7 @@ mod tests {
 
     #[test]
     fn dc09_examples() {
-        // spec/contact-id.md §2.
+        // docs/protocol/contact-id.md §2.
         let d = ok("#1234|1130 01 015");
         assert_eq!(d.account, Some("1234"));
         assert_eq!((d.qualifier, d.qualifier_kind), (1, Some(Qualifier::New)));
@@ -480,8 +481,8 @@ mod tests {
         // Hex B-F in group and zone.
         let d = ok("#1234|1130 0B 0FC");
         assert_eq!((d.group, d.zone_or_user), ("0B", "0FC"));
-        // spec/contact-id.md §2 writes "1130001015" for the no-space form: ten digits, one
-        // too many for QXYZ GG CCC (a typo for "113001015"); it is refused.
+        // A no-space form of ten digits ("1130001015", once written for "113001015") is one
+        // too many for QXYZ GG CCC: it is refused.
         assert_eq!(
             parse_cid_data("1130001015"),
             Err(CidError::DigitCount { got: 10 })
@@ -490,7 +491,7 @@ mod tests {
 
     #[test]
     fn checksum_examples() {
-        // spec/contact-id.md §1.
+        // docs/protocol/contact-id.md §1.
         assert_eq!(cid_checksum_digit("1234 18 1137 01 015"), Some('2'));
         assert_eq!(cid_checksum_digit("123418313701015"), Some('F'));
         assert_eq!(cid_checksum_digit("123418113001015"), Some('E'));

@@ -1,4 +1,4 @@
-//! CRC-16/ARC, the checksum of every DC-09 frame (`spec/dc09.md` §4).
+//! CRC-16/ARC, the checksum of every DC-09 frame (`docs/protocol/dc09.md` §4).
 //!
 //! Poly 0x8005 reflected, init 0, no final xor: the DC-07 CRC. Several public code bases
 //! use CRC-16/CCITT for DC-09; every real frame validates only with ARC. The table comes

@@ -1,9 +1,12 @@
-//! DC-09 encryption (`spec/dc09.md` §10): AES-128/192/256 in CBC mode with an all-zero IV
-//! and the protocol's own pad instead of PKCS#7.
+//! DC-09 encryption (`docs/protocol/dc09.md` §10): AES-128/192/256 in CBC mode with an
+//! all-zero IV and the protocol's own pad instead of PKCS#7.
 //!
 //! The encrypted region is everything after the `[` that opens the data block up to the
 //! end of the timestamp, sent as hex. Its plaintext is `pad | content`, where the pad is
-//! 1–16 bytes that are never `|`, `[` or `]` and make the whole a multiple of 16 bytes.
+//! bytes that are never `|`, `[` or `]` and make the whole a multiple of 16 bytes: 1–16 of
+//! them in DC-09-2013, 16–31 in DC-09-2026 ([`PadRule`]). A sender with an empty data block
+//! may leave out the `|` (the pad then runs up to the data block's `]`), so the pad ends at
+//! the first `|` or `]`, whichever comes first.
 //! Randomness for the pad is lent by the caller: this module never draws it.
 
 use aes::{Aes128, Aes192, Aes256};
@@ -195,23 +198,36 @@ pub fn open<'p>(
     }
     key.decrypt_blocks(plain)?;
     let plain: &'p [u8] = plain;
-    if let Some(bar) = plain.iter().position(|&b| b == b'|') {
-        let content = plain.get(bar + 1..).unwrap_or_default();
+    // Pad bytes are never `|` nor `]`: the pad ends at whichever comes first. A `|` later
+    // in the content (inside an extended block after an empty data block) is not the end
+    // of the pad.
+    let end = plain
+        .iter()
+        .position(|&b| b == b'|' || b == b']')
+        .ok_or(DecryptError::NoTerminator)?;
+    if plain.get(end) == Some(&b'|') {
         return Ok(Opened {
-            content,
-            pad_len: bar,
+            content: plain.get(end + 1..).unwrap_or_default(),
+            pad_len: end,
             pad_terminator: true,
         });
     }
-    let close = plain
-        .iter()
-        .position(|&b| b == b']')
-        .ok_or(DecryptError::NoTerminator)?;
     Ok(Opened {
-        content: plain.get(close..).unwrap_or_default(),
-        pad_len: close,
+        content: plain.get(end..).unwrap_or_default(),
+        pad_len: end,
         pad_terminator: false,
     })
+}
+
+/// How long a pad is written: the two editions differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PadRule {
+    /// DC-09-2013: 1–16 bytes, the fewest that fill the last block.
+    #[default]
+    Dc2013,
+    /// DC-09-2026: 16–31 bytes, a whole block more than the 2013 rule when that one gives
+    /// fewer than 16.
+    Dc2026,
 }
 
 /// The pad length a conforming sender uses for `content_len` bytes after the terminator:
@@ -220,16 +236,43 @@ pub fn pad_len(content_len: usize) -> usize {
     BLOCK - (content_len + 1) % BLOCK
 }
 
+/// The pad length under `rule` for `content_len` bytes after the terminator.
+pub fn pad_len_for(rule: PadRule, content_len: usize) -> usize {
+    let short = pad_len(content_len);
+    match rule {
+        PadRule::Dc2013 => short,
+        PadRule::Dc2026 if short < BLOCK => short + BLOCK,
+        PadRule::Dc2026 => short,
+    }
+}
+
 /// Encrypts `pad | content` and appends it to `out` as upper-case hex. `random` supplies
 /// the pad bytes; bytes the pad may not contain are remapped.
 pub fn seal(key: &Key, content: &[u8], random: &[u8; MAX_PAD], out: &mut Vec<u8>) {
-    let pad = pad_len(content.len());
+    seal_with(PadRule::Dc2013, key, content, random, out);
+}
+
+/// [`seal`] with the pad length of `rule`. A 2026 pad longer than `random` takes its
+/// second block from the same bytes, rotated: only the first block has to be
+/// unpredictable, since CBC chains every later block to it.
+pub fn seal_with(
+    rule: PadRule,
+    key: &Key,
+    content: &[u8],
+    random: &[u8; MAX_PAD],
+    out: &mut Vec<u8>,
+) {
+    let pad = pad_len_for(rule, content.len());
     let mut buf = Vec::with_capacity(pad + 1 + content.len());
-    buf.extend(random.iter().take(pad).map(|&b| match b {
-        // Flipping the top bit moves a forbidden byte to a permitted one.
+    // Flipping the top bit moves a forbidden byte to a permitted one.
+    let allowed = |&b: &u8| match b {
         b'|' | b'[' | b']' => b ^ 0x80,
         other => other,
-    }));
+    };
+    buf.extend(random.iter().take(pad).map(allowed));
+    if pad > MAX_PAD {
+        buf.extend(random.iter().rev().take(pad - MAX_PAD).map(allowed));
+    }
     buf.push(b'|');
     buf.extend_from_slice(content);
     key.encrypt_blocks(&mut buf);
@@ -283,6 +326,43 @@ mod tests {
                 let o = open(&key, &hex_out, &mut plain).unwrap();
                 assert_eq!(o.content, &content[..]);
                 assert!((1..=16).contains(&o.pad_len));
+            }
+        }
+    }
+
+    #[test]
+    fn pad_ends_at_the_first_bar_or_bracket() {
+        let key = Key::from_bytes(&[9; 16]).unwrap();
+        // An empty data block without `|`, then extended data holding a `|`.
+        let mut plain = b"ppppppppppp][LHall|Door]_12:00:20,01-15-2024".to_vec();
+        while !plain.len().is_multiple_of(16) {
+            plain.insert(0, b'p');
+        }
+        let mut sealed = plain.clone();
+        key.encrypt_blocks(&mut sealed);
+        let mut hex_text = Vec::new();
+        hex::encode_upper_into(&sealed, &mut hex_text);
+        let mut out = Vec::new();
+        let o = open(&key, &hex_text, &mut out).unwrap();
+        assert_eq!(o.content, b"][LHall|Door]_12:00:20,01-15-2024");
+        assert!(!o.pad_terminator);
+        assert_eq!(o.pad_len, plain.len() - o.content.len());
+    }
+
+    #[test]
+    fn pads_of_both_editions() {
+        let key = Key::from_bytes(&[3; 24]).unwrap();
+        for content_len in 0..64 {
+            assert!((1..=16).contains(&pad_len_for(PadRule::Dc2013, content_len)));
+            assert!((16..=31).contains(&pad_len_for(PadRule::Dc2026, content_len)));
+            let content = vec![b'x'; content_len];
+            for rule in [PadRule::Dc2013, PadRule::Dc2026] {
+                let mut hex_out = Vec::new();
+                seal_with(rule, &key, &content, &[b']'; 16], &mut hex_out);
+                let mut plain = Vec::new();
+                let o = open(&key, &hex_out, &mut plain).unwrap();
+                assert_eq!(o.content, &content[..]);
+                assert_eq!(o.pad_len, pad_len_for(rule, content_len));
             }
         }
     }

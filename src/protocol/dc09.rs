@@ -1,5 +1,5 @@
-//! A DC-09 frame cut into its fields (`spec/dc09.md` §3), with the CRC and length checked
-//! (§4) and the vendor deviations of §12 tolerated and named.
+//! A DC-09 frame cut into its fields (`docs/protocol/dc09.md` §3), with the CRC and length
+//! checked (§4) and the vendor deviations of §12 tolerated and named.
 //!
 //! ```text
 //! <LF> <CRC:4> <0LLL:4> "<id>" <seq> [R<rcvr>] L<pref> #<acct> [ <data> ] {[<x>]} [_<ts>] <CR>
@@ -18,7 +18,9 @@ use time::UtcDateTime;
 
 use super::crc::{crc16, crc16_two};
 use super::crypto::{self, DecryptError, Key};
+use super::ext;
 use super::hex;
+use super::text::TextEncoding;
 use super::timestamp;
 
 /// Longest body a frame can declare (`0LLL` is three hex digits).
@@ -232,15 +234,28 @@ impl ContentError {
 pub struct ExtBlock<'a> {
     pub id: u8,
     pub value: &'a [u8],
+    /// How the frame's text is read ([`Content::text_encoding`]).
+    pub encoding: Option<TextEncoding>,
 }
 
 impl<'a> ExtBlock<'a> {
-    /// The whole block without brackets (`X019E12.3456`).
+    /// The whole block without brackets (`X019E12.3456`). A key block is `K*`: its value
+    /// is never given out (`docs/protocol/dc09-2026.md`).
     pub fn text(&self) -> String {
-        let mut s = String::with_capacity(1 + self.value.len());
+        let value = if self.id == ext::KEY {
+            std::borrow::Cow::Borrowed(ext::KEY_MASK)
+        } else {
+            self.value_text()
+        };
+        let mut s = String::with_capacity(1 + value.len());
         s.push(char::from(self.id));
-        s.push_str(&super::text::decode_w1252(self.value));
+        s.push_str(&value);
         s
+    }
+
+    /// The value as text, in the frame's encoding.
+    pub fn value_text(&self) -> std::borrow::Cow<'a, str> {
+        super::text::decode_as(self.encoding, self.value)
     }
 }
 
@@ -258,15 +273,39 @@ pub struct Content<'c> {
     pub deviations: Deviations,
     /// `data` as text when the frame was all ASCII.
     data_ascii: Option<&'c str>,
+    /// How the text of the data and extended blocks is read: `None` when it is all ASCII,
+    /// else decided once for the frame ([`TextEncoding::of`]).
+    pub text_encoding: Option<TextEncoding>,
 }
 
 impl<'c> Content<'c> {
-    /// The data block as text (Windows-1252, §7); borrowed from the frame when it is
-    /// ASCII, which it is but for a few vendors' names.
+    /// The data block as text; borrowed from the frame when it is ASCII, which it is but
+    /// for a few vendors' names.
     pub fn data_text(&self) -> std::borrow::Cow<'c, str> {
         match self.data_ascii {
             Some(t) => std::borrow::Cow::Borrowed(t),
-            None => super::text::decode_w1252(self.data),
+            None => super::text::decode_as(self.text_encoding, self.data),
+        }
+    }
+
+    /// Whether a K block (an encryption key) is among the extended blocks.
+    pub fn has_key_block(&self) -> bool {
+        self.ext.iter().any(|b| b.id == ext::KEY)
+    }
+
+    /// Decides how the text is read, for content that is not known to be ASCII. `P`
+    /// (programming data) is Windows-1252 by definition in both editions, so it neither
+    /// takes part in the decision nor follows it.
+    fn decide_encoding(&mut self) {
+        let text_blocks = self.ext.iter().filter(|b| b.id != ext::PROGRAMMING_DATA);
+        let fields = std::iter::once(self.data).chain(text_blocks.map(|b| b.value));
+        self.text_encoding = TextEncoding::of(fields);
+        for b in &mut self.ext {
+            b.encoding = if b.id == ext::PROGRAMMING_DATA {
+                Some(TextEncoding::Windows1252)
+            } else {
+                self.text_encoding
+            };
         }
     }
 
@@ -708,11 +747,17 @@ impl<'a> Frame<'a> {
             let mut c = content(self.payload, false).map_err(ContentError::Syntax)?;
             // `data` starts the payload.
             c.data_ascii = self.payload_text.and_then(|t| t.get(..c.data.len()));
+            if self.payload_text.is_none() {
+                c.decide_encoding();
+            }
             return Ok(c);
         }
         let key = key.ok_or(ContentError::NoKey)?;
         let opened = crypto::open(key, self.payload, scratch)?;
         let mut c = content(opened.content, true).map_err(ContentError::DecryptedSyntax)?;
+        if !opened.content.is_ascii() {
+            c.decide_encoding();
+        }
         c.pad_len = Some(opened.pad_len);
         if !opened.pad_terminator {
             c.deviations.insert(Deviation::NoPadTerminator);
@@ -734,17 +779,18 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
     rest = rest.get(1..).unwrap_or_default();
     let mut ext = Vec::new();
     while let Some(after) = rest.strip_prefix(b"[") {
-        let end = after
-            .iter()
-            .position(|&b| b == b']')
-            .ok_or("extended block has no closing ]")?;
+        let end = ext_block_end(after).ok_or("extended block has no closing ]")?;
         let (block, tail) = after.split_at_checked(end).ok_or("extended block")?;
         // An empty block `[]` carries nothing (some senders write it as a placeholder).
         if let Some((&id, value)) = block.split_first() {
             if ext.len() >= MAX_EXT_BLOCKS {
                 return Err("too many extended blocks");
             }
-            ext.push(ExtBlock { id, value });
+            ext.push(ExtBlock {
+                id,
+                value,
+                encoding: None,
+            });
         }
         rest = tail.get(1..).unwrap_or_default();
     }
@@ -778,7 +824,26 @@ fn content(i: &[u8], encrypted: bool) -> Result<Content<'_>, &'static str> {
         pad_len: None,
         deviations,
         data_ascii: None,
+        text_encoding: None,
     })
+}
+
+/// Where the extended block starting at `block` (after its `[`) ends: the first `]`, but
+/// for a J block holding a JSON object or array, the `]` right after the JSON, which may
+/// itself hold `]`. A JSON block that does not close before a `]` falls back to the first
+/// `]`, as any block does.
+fn ext_block_end(block: &[u8]) -> Option<usize> {
+    let first = || block.iter().position(|&b| b == b']');
+    let Some(value) = block.strip_prefix(&[ext::JSON_OR_PATH]) else {
+        return first();
+    };
+    if ext::JValue::of(value) != ext::JValue::Json {
+        return first();
+    }
+    match ext::json_end(value) {
+        Some(len) if value.get(len) == Some(&b']') => Some(1 + len),
+        _ => first(),
+    }
 }
 
 #[cfg(test)]
@@ -847,6 +912,93 @@ mod tests {
         assert_eq!(c.ext.len(), 2);
         assert_eq!(c.ext[0].text(), "X019E12.3456");
         assert_eq!(c.ext[1].text(), "Y50N05.1234");
+    }
+
+    /// `content` (after the data block's `[`) framed in clear for account 1234.
+    fn clear_frame(token: &str, content: &[u8]) -> Vec<u8> {
+        let mut body = format!("\"{token}\"0001L0#1234[").into_bytes();
+        body.extend_from_slice(content);
+        let mut raw = format!("\n{:04X}{:04X}", crc16(&body), body.len()).into_bytes();
+        raw.extend_from_slice(&body);
+        raw.push(b'\r');
+        raw
+    }
+
+    /// `plain` (pad included, whole blocks) encrypted and framed for account 1234.
+    fn sealed_frame(token: &str, key: &[u8; 16], plain: &[u8]) -> Vec<u8> {
+        use cbc::cipher::{block_padding::NoPadding, BlockModeEncrypt, KeyIvInit};
+        let mut buf = plain.to_vec();
+        let len = buf.len();
+        cbc::Encryptor::<aes::Aes128>::new(key.into(), &[0u8; 16].into())
+            .encrypt_padded::<NoPadding>(&mut buf, len)
+            .unwrap();
+        let mut content = Vec::new();
+        super::hex::encode_upper_into(&buf, &mut content);
+        clear_frame(&format!("*{token}"), &content)
+    }
+
+    #[test]
+    fn pad_before_an_empty_data_block_ends_at_its_bracket() {
+        let mut plain = b"][LHall|Door][G2]_12:00:20,01-15-2024".to_vec();
+        while !plain.len().is_multiple_of(16) {
+            plain.insert(0, b'p');
+        }
+        plain.splice(0..0, [b'q'; 16]);
+        let raw = sealed_frame("XNM", &[7; 16], &plain);
+        let f = parse_frame(&raw).unwrap();
+        let key = Key::from_bytes(&[7; 16]).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(Some(&key), &mut scratch).unwrap();
+        assert_eq!(c.data, b"");
+        assert_eq!(c.ext.len(), 2);
+        assert_eq!(c.ext[0].text(), "LHall|Door");
+        assert_eq!(c.ext[1].text(), "G2");
+        assert!(c.deviations.contains(Deviation::NoPadTerminator));
+        assert!((16..=31).contains(&c.pad_len.unwrap()));
+    }
+
+    #[test]
+    fn text_is_utf8_when_valid_and_p_stays_windows_1252() {
+        // UTF-8 text, and a Windows-1252 euro sign (0x80) in P.
+        let content = ["#1234|NBA1][LKüche][P".as_bytes(), b"\x80]"].concat();
+        let raw = clear_frame("SIA-DCS", &content);
+        let f = parse_frame(&raw).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, Some(TextEncoding::Utf8));
+        assert_eq!(c.ext[0].text(), "LKüche");
+        assert_eq!(c.ext[1].text(), "P€");
+
+        let raw = clear_frame("SIA-DCS", b"#1234|NBA1][LK\xfcche]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, Some(TextEncoding::Windows1252));
+        assert_eq!(c.ext[0].text(), "LKüche");
+
+        let raw = clear_frame("SIA-DCS", b"#1234|NBA1][Lkitchen]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        assert_eq!(c.text_encoding, None);
+    }
+
+    #[test]
+    fn json_blocks_may_hold_brackets_and_keys_are_never_shown() {
+        let raw = clear_frame(
+            "SIA-DCS",
+            b"#1234|NBA1][J{\"p\":[1,\"]\"]}][J[2]][Jeth0][K00112233445566778899AABBCCDDEEFF]",
+        );
+        let f = parse_frame(&raw).unwrap();
+        let mut scratch = Vec::new();
+        let c = f.open(None, &mut scratch).unwrap();
+        let texts: Vec<String> = c.ext.iter().map(|b| b.text()).collect();
+        assert_eq!(texts, ["J{\"p\":[1,\"]\"]}", "J[2]", "Jeth0", "K*"]);
+        assert!(c.has_key_block());
+        // An unclosed JSON block ends at the first `]`, like any block.
+        let raw = clear_frame("NULL", b"][J{\"open\":1][Lx]");
+        let f = parse_frame(&raw).unwrap();
+        let c = f.open(None, &mut scratch).unwrap();
+        let texts: Vec<String> = c.ext.iter().map(|b| b.text()).collect();
+        assert_eq!(texts, ["J{\"open\":1", "Lx"]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! SIA DC-03 data, as carried between `[` and `]` of a DC-09 `SIA-DCS` frame.
 //!
-//! Implements `spec/sia-dcs.md` §1–§2 (blocks, modifiers, events, caret annotations, X-SIA
-//! tail) with the payload variants of `spec/dc09.md` §6. The frame layer cuts the data block;
-//! this module turns `#1234|Nri1/BA01` into an account and a list of events, each carrying the
+//! Implements `docs/protocol/sia-dcs.md` §1–§2 (blocks, modifiers, events, caret annotations,
+//! X-SIA tail) with the payload variants of `docs/protocol/dc09.md` §6. The frame layer cuts the
+//! data block; this module turns `#1234|Nri1/BA01` into an account and a list of events, each carrying the
 //! modifiers in effect when it was reported. Classifying codes is [`super::codes`]' job; an
 //! event code that is not in the table is still an event.
 //!
@@ -40,7 +40,8 @@ pub const MAX_ACCOUNT_LEN: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SiaData<'a> {
     /// The account of the `#` block, or of a leading bare-digits block (`5004|N…`). It may
-    /// differ from the frame header's account (`spec/dc09.md` §6); routing uses the header's.
+    /// differ from the frame header's account (`docs/protocol/dc09.md` §6); routing uses the
+    /// header's.
     pub account: Option<&'a str>,
     /// Events of every `N` and `O` block, in order.
     /// Inline room for one: most data blocks carry a single event.
@@ -150,8 +151,8 @@ pub enum SiaError {
 
 /// Parse the SIA DC-03 data of a `SIA-DCS` frame: the text between `[` and `]`.
 ///
-/// Blocks are separated by `|` (`spec/sia-dcs.md` §1): an optional account block (`#1234`, or
-/// bare digits first as in `5004|N…`), then `N`/`O` event blocks, `A` text blocks and
+/// Blocks are separated by `|` (`docs/protocol/sia-dcs.md` §1): an optional account block
+/// (`#1234`, or bare digits first as in `5004|N…`), then `N`/`O` event blocks, `A` text blocks and
 /// anything else (kept in `extra_fields`). Empty blocks (`|N…`) are skipped. At least one
 /// `N`, `O` or `A` block is required; an `N` block with no event is accepted.
 pub fn parse_sia_data(data: &str) -> Result<SiaData<'_>, SiaError> {
@@ -263,7 +264,8 @@ impl<'a> SiaParser<'a, '_> {
 
     /// The body of an `N`/`O` block (function character already consumed): elements separated
     /// by `/`, where a modifier may run straight into the next modifier or event. Modifiers
-    /// apply to the following events of the same block until replaced (`spec/sia-dcs.md` §2).
+    /// apply to the following events of the same block until replaced
+    /// (`docs/protocol/sia-dcs.md` §2).
     /// Returns the input from the `|` that ends the block (or the empty end).
     fn event_block(&mut self, new: bool, body: &'a str) -> Result<&'a str, SiaError> {
         // The modifiers in effect live on the stack (no allocation per block); each event
@@ -528,7 +530,7 @@ pub(crate) fn is_account(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_ACCOUNT_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// A leading block without `#` taken as the account (`5004|N…`, `spec/dc09.md` §6): hex
+/// A leading block without `#` taken as the account (`5004|N…`, `docs/protocol/dc09.md` §6): hex
 /// digits starting with a decimal digit, at least three (so AlphaVision's one-character `0`
 /// field is never mistaken for one, and an `A`/`B`… block is never an account).
 fn is_bare_account(s: &str) -> bool {
@@ -591,7 +593,7 @@ mod tests {
 
     #[test]
     fn typical_payloads() {
-        // spec/sia-dcs.md §1, "Typical DC-09 payloads".
+        // docs/protocol/sia-dcs.md §1, "Typical DC-09 payloads".
         let d = parse_sia_data("#1234|Nri1/BA01").unwrap();
         assert_eq!(d.account, Some("1234"));
         let e = &d.events[0];
@@ -641,7 +643,7 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        // spec/sia-dcs.md §1 and spec/dc09.md §6.
+        // docs/protocol/sia-dcs.md §1 and docs/protocol/dc09.md §6.
         let d = parse_sia_data("|Nri1/CL501").unwrap();
         assert_eq!(d.account, None);
         assert_eq!((d.events[0].code, d.events[0].address), ("CL", Some("501")));

@@ -1,9 +1,70 @@
-//! Text in frames: ASCII by rule, Windows-1252 in some extended blocks (§7).
+//! Text in frames: ASCII by rule; UTF-8 or Windows-1252 in the text fields of extended data
+//! (`docs/protocol/dc09.md` §7, `docs/protocol/dc09-2026.md` "Text").
 //!
-//! The CRC is computed on raw bytes; only presentation decodes them. Decoding W1252 is
+//! DC-09-2013 allowed Windows-1252 in the free-text extended blocks; DC-09-2026 allows UTF-8
+//! there too and prefers it. A frame does not say which it used, so the reading is decided
+//! per frame by [`TextEncoding::of`]: UTF-8 when every non-ASCII field is valid UTF-8,
+//! Windows-1252 otherwise. Text that is valid UTF-8 is almost never meant as Windows-1252
+//! (it would take sequences like `Ã¼` in a name), while Windows-1252 text with accents is
+//! almost never valid UTF-8. `P` (programming data) is Windows-1252 in both editions: it
+//! is left out of the decision and always read that way.
+//!
+//! The CRC is computed on raw bytes; only presentation decodes them. Both decodings are
 //! total, so no byte a panel sends is lost or refused for its encoding.
 
 use std::borrow::Cow;
+
+/// How the text of a frame was read, when it was not all ASCII (where both agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TextEncoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+impl TextEncoding {
+    /// The name as in the event's `text_encoding` field (and its serde form).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Windows1252 => "windows-1252",
+        }
+    }
+
+    /// The reading for a frame whose text fields are `fields`: `None` when they are all
+    /// ASCII, UTF-8 when each non-ASCII one is valid UTF-8 on its own, else Windows-1252.
+    pub fn of<'f>(fields: impl IntoIterator<Item = &'f [u8]>) -> Option<TextEncoding> {
+        let mut found = None;
+        for f in fields {
+            if f.is_ascii() {
+                continue;
+            }
+            if std::str::from_utf8(f).is_err() {
+                return Some(TextEncoding::Windows1252);
+            }
+            found = Some(TextEncoding::Utf8);
+        }
+        found
+    }
+
+    /// `bytes` as text in this encoding; ASCII is borrowed, and so is valid UTF-8.
+    pub fn decode(self, bytes: &[u8]) -> Cow<'_, str> {
+        match self {
+            TextEncoding::Utf8 => String::from_utf8_lossy(bytes),
+            TextEncoding::Windows1252 => decode_w1252(bytes),
+        }
+    }
+}
+
+/// `bytes` read as `encoding` decides, Windows-1252 when none was decided (all ASCII, or a
+/// caller that has no frame to decide from).
+pub fn decode_as(encoding: Option<TextEncoding>, bytes: &[u8]) -> Cow<'_, str> {
+    match encoding {
+        Some(e) => e.decode(bytes),
+        None => decode_w1252(bytes),
+    }
+}
 
 /// Characters of 0x80–0x9F in Windows-1252; the five undefined positions keep their C1
 /// code point so the original byte can still be recovered.
@@ -220,6 +281,29 @@ mod tests {
         assert_eq!(ascii_string(b"plain".to_vec()), "plain");
         assert_eq!(ascii_string(b"caf\xc3\xa9".to_vec()), "café");
         assert_eq!(ascii_string(b"x\xff".to_vec()), "x\u{FFFD}");
+    }
+
+    #[test]
+    fn encoding_is_decided_per_frame() {
+        let k = "Küche".as_bytes();
+        assert_eq!(TextEncoding::of([&b"plain"[..], b""]), None);
+        assert_eq!(
+            TextEncoding::of([&b"plain"[..], k]),
+            Some(TextEncoding::Utf8)
+        );
+        assert_eq!(
+            TextEncoding::of([k, &b"K\xfcche"[..]]),
+            Some(TextEncoding::Windows1252)
+        );
+        assert_eq!(TextEncoding::Utf8.decode(k), "Küche");
+        assert_eq!(TextEncoding::Windows1252.decode(k), "KÃ¼che");
+        assert_eq!(TextEncoding::Windows1252.decode(b"K\xfcche"), "Küche");
+        assert_eq!(decode_as(None, b"caf\xe9"), "café");
+        assert_eq!(
+            serde_json::to_string(&TextEncoding::Windows1252).unwrap(),
+            "\"windows-1252\""
+        );
+        assert_eq!(TextEncoding::Utf8.as_str(), "utf-8");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The DC-09 timestamp `_HH:MM:SS,MM-DD-YYYY` (`spec/dc09.md` §11): always UTC, 24-hour.
+//! The DC-09 timestamp `_HH:MM:SS,MM-DD-YYYY` (`docs/protocol/dc09.md` §11): always UTC, 24-hour.
 //!
 //! Parsed by hand rather than with a `time` format description: it sits on the hot path of
 //! every encrypted frame and the layout is fixed-width.

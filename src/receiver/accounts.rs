@@ -2,7 +2,7 @@
 //!
 //! Built to station scale: a million accounts load from CSV in a few seconds and each
 //! lookup is one hash probe. The account number is stored inline (at most 16 characters,
-//! `spec/dc09.md` §3), so an entry needs no heap allocation of its own.
+//! `docs/protocol/dc09.md` §3), so an entry needs no heap allocation of its own.
 //! The table is immutable once built; a reload builds a new one and swaps it in whole.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::supervision::{parse_interval, Interval};
 use crate::protocol::crypto::{Key, KeyEncoding};
+use crate::protocol::response::ReplyDialect;
 
 /// Whether an account must encrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -47,6 +48,9 @@ pub struct Account {
     /// What the panel is expected to look like on the network; rarely set, so boxed to
     /// keep the common entry small.
     pub identity: Option<Box<Identity>>,
+    /// The reply forms this panel gets where DC-09-2013 and DC-09-2026 differ; `None`: the
+    /// table's default ([`AccountTable::reply_dialect`]).
+    pub reply_dialect: Option<ReplyDialect>,
 }
 
 /// The expected identity of a panel: a frame that shows another is a substitution.
@@ -181,6 +185,9 @@ impl AccountId {
 pub struct AccountTable {
     accounts: IdMap<Account>,
     pub unknown: UnknownPolicy,
+    /// The reply forms of accounts that set none, and of unknown accounts (`[receiver]
+    /// reply_dialect`).
+    pub reply_dialect: ReplyDialect,
 }
 
 impl AccountTable {
@@ -188,7 +195,15 @@ impl AccountTable {
         AccountTable {
             accounts: IdMap::default(),
             unknown,
+            reply_dialect: ReplyDialect::default(),
         }
+    }
+
+    /// The reply forms for `account` (configured or not).
+    pub fn reply_dialect_of(&self, account: Option<&Account>) -> ReplyDialect {
+        account
+            .and_then(|a| a.reply_dialect)
+            .unwrap_or(self.reply_dialect)
     }
 
     /// Adds an account; returns the previous entry when the id was already present. Ids
@@ -220,8 +235,9 @@ impl AccountTable {
     }
 }
 
-/// Loads `id,key,key_encoding,encryption[,time_check][,supervision]` rows (a header line naming the
-/// columns is required, `#` starts a comment line). Errors name the line.
+/// Loads `id,key,key_encoding,encryption[,time_check][,supervision][,reply_dialect]` rows (a
+/// header line naming the columns is required, `#` starts a comment line). Errors name the
+/// line.
 pub fn load_csv(path: &Path, table: &mut AccountTable) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     load_csv_text(&text, table)
@@ -241,6 +257,7 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
     let encryption_col = col("encryption");
     let time_col = col("time_check");
     let supervision_col = col("supervision");
+    let dialect_col = col("reply_dialect");
     table.reserve(text.len() / 48);
     for (n, line) in lines {
         let line_no = n + 1;
@@ -309,6 +326,12 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
                 Some(parse_interval(s).map_err(|e| format!("line {line_no}: account {id}: {e}"))?)
             }
         };
+        let reply_dialect = match field(dialect_col) {
+            None => None,
+            Some(d) => Some(ReplyDialect::parse(d).ok_or_else(|| {
+                format!("line {line_no}: reply_dialect `{d}` is not 2013 or 2026")
+            })?),
+        };
         if table
             .insert(
                 id,
@@ -318,6 +341,7 @@ pub fn load_csv_text(text: &str, table: &mut AccountTable) -> Result<(), String>
                     time_check,
                     supervision,
                     identity: None,
+                    reply_dialect,
                 },
             )
             .is_some()
@@ -345,5 +369,27 @@ mod tests {
         assert_eq!(t.get("008312").unwrap().encryption, Encryption::Required);
         let err = load_csv_text("id,key\n1,zz\n", &mut AccountTable::default()).unwrap_err();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn reply_dialect_column() {
+        let mut t = AccountTable::default();
+        load_csv_text("id,reply_dialect\n1,2026\n2,2013\n3,\n", &mut t).unwrap();
+        assert_eq!(
+            t.get("1").unwrap().reply_dialect,
+            Some(ReplyDialect::Dc2026)
+        );
+        assert_eq!(
+            t.get("2").unwrap().reply_dialect,
+            Some(ReplyDialect::Dc2013)
+        );
+        assert_eq!(t.get("3").unwrap().reply_dialect, None);
+        t.reply_dialect = ReplyDialect::Dc2026;
+        assert_eq!(t.reply_dialect_of(t.get("3")), ReplyDialect::Dc2026);
+        assert_eq!(t.reply_dialect_of(t.get("2")), ReplyDialect::Dc2013);
+        assert_eq!(t.reply_dialect_of(None), ReplyDialect::Dc2026);
+        let err =
+            load_csv_text("id,reply_dialect\n1,2021\n", &mut AccountTable::default()).unwrap_err();
+        assert!(err.contains("line 2") && err.contains("2021"), "{err}");
     }
 }

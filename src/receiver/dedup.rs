@@ -1,5 +1,5 @@
 //! Recently acknowledged content keys, so a retransmission gets a fresh ACK and no second
-//! event (`spec/dc09.md` §8; design invariant 4).
+//! event (`docs/protocol/dc09.md` §8; design invariant 4).
 //!
 //! A key enters only after its events are durable: were it entered earlier, a copy
 //! arriving while the first one's fsync failed would be acknowledged as a duplicate of an

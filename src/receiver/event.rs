@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
 use super::event_id::EventId;
 use crate::protocol::codes::{Arming, Category, EventClass, Qualifier};
+pub use crate::protocol::text::TextEncoding;
 
 /// How a frame reached the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +71,10 @@ pub struct Event {
     /// The account written inside the data block when it differs from the header's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_account: Option<CompactString>,
+    /// The SIA data block as received (decrypted, without its brackets), on every event of
+    /// a `SIA-DCS` frame: what a Sur-Gard automation output forwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sia_data: Option<String>,
     /// Names the panel attached (`^TOTAL^` caret texts, X-SIA text, `A` blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
@@ -101,7 +106,17 @@ pub struct Event {
     pub network_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_address: Option<String>,
-    /// The reporting path, for supervision events (`L1`, `J2`, `*` for any).
+    /// The supervision category the panel announces in `[C…]` (DC-09-2021 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision_category: Option<String>,
+    /// A `[J…]` block holding a JSON object or array (DC-09-2026), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonText>,
+    /// How the frame's non-ASCII text was read: `utf-8` or `windows-1252`. Absent when all
+    /// of the frame's text is ASCII (both readings agree) and on the receiver's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_encoding: Option<TextEncoding>,
+    /// The reporting path, for supervision events (`L1`, `G2`, `J2`, `*` for any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Every extended block as sent, without brackets, known letters included.
@@ -116,6 +131,47 @@ pub struct Event {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// A JSON object or array a panel sent, kept as its text: members in the order sent,
+/// numbers as written, blanks between tokens removed so it stays on one line.
+#[derive(Debug, Clone)]
+pub struct JsonText(Box<serde_json::value::RawValue>);
+
+impl JsonText {
+    /// `text` as JSON when it is an object or an array that parses; `None` otherwise.
+    pub fn parse(text: &str) -> Option<JsonText> {
+        let compact = crate::protocol::ext::minify_json(text);
+        if !(compact.starts_with('{') || compact.starts_with('[')) {
+            return None;
+        }
+        serde_json::value::RawValue::from_string(compact)
+            .ok()
+            .map(JsonText)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &JsonText) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<JsonText, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(JsonText)
+    }
 }
 
 impl Event {
@@ -166,6 +222,7 @@ impl Event {
             text,
             arming: None,
             data_account: None,
+            sia_data: None,
             names: Vec::new(),
             event_time: None,
             location: None,
@@ -180,6 +237,9 @@ impl Event {
             altitude: None,
             network_path: None,
             network_address: None,
+            supervision_category: None,
+            json: None,
+            text_encoding: None,
             path: None,
             ext: Vec::new(),
             unknown_account: false,

@@ -59,6 +59,7 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
         o.label(k!("arming"), a.as_str());
     }
     o.opt(k!("data_account"), e.data_account.as_deref());
+    o.opt(k!("sia_data"), e.sia_data.as_deref());
     o.list(k!("names"), &e.names);
     o.opt(k!("event_time"), e.event_time.as_deref());
     o.opt(k!("location"), e.location.as_deref());
@@ -73,6 +74,18 @@ pub fn write_event_after(out: &mut Vec<u8>, e: &Event, earlier: WrittenRaw<'_>) 
     o.opt(k!("altitude"), e.altitude.as_deref());
     o.opt(k!("network_path"), e.network_path.as_deref());
     o.opt(k!("network_address"), e.network_address.as_deref());
+    o.opt(
+        k!("supervision_category"),
+        e.supervision_category.as_deref(),
+    );
+    if let Some(j) = &e.json {
+        // Already JSON, compact and checked when the event was made: written as it is.
+        o.key(k!("json"));
+        o.out.extend_from_slice(j.as_str().as_bytes());
+    }
+    if let Some(t) = e.text_encoding {
+        o.label(k!("text_encoding"), t.as_str());
+    }
     o.opt(k!("path"), e.path.as_deref());
     o.list(k!("ext"), &e.ext);
     if e.unknown_account {
@@ -338,6 +351,7 @@ mod event_tests {
         e.partition = Some("2".into());
         e.arming = Some(Arming::Closing);
         e.data_account = Some("99".into());
+        e.sia_data = Some(odd.into());
         e.names = vec!["TOTAL".into(), odd.into()];
         for field in [
             &mut e.event_time,
@@ -353,10 +367,16 @@ mod event_tests {
             &mut e.altitude,
             &mut e.network_path,
             &mut e.network_address,
+            &mut e.supervision_category,
             &mut e.path,
         ] {
             *field = Some(odd.to_string());
         }
+        e.json = crate::receiver::event::JsonText::parse(
+            "{\"photo\": \"https://v.example/1.jpg\", \"n\": [1, 2.50, -3e2], \"é\": \"a\\\"b\"}",
+        );
+        assert!(e.json.is_some());
+        e.text_encoding = Some(crate::receiver::event::TextEncoding::Utf8);
         e.ext = vec!["X1".into(), odd.into()];
         e.unknown_account = true;
         e.raw = "\\n72FA0039\"SIA-DCS\"\\r".into();
@@ -388,6 +408,18 @@ mod event_tests {
                 }
             }
         }
+        for encoding in [
+            None,
+            Some(crate::receiver::event::TextEncoding::Utf8),
+            Some(crate::receiver::event::TextEncoding::Windows1252),
+        ] {
+            let mut e = full.clone();
+            e.text_encoding = encoding;
+            e.json = None;
+            assert_same(&e);
+        }
+        let back: Event = serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
         for transport in [
             Transport::Tcp,
             Transport::Udp,

@@ -11,13 +11,14 @@ use compact_str::{format_compact, CompactString, ToCompactString};
 
 use time::UtcDateTime;
 
-use super::event::{stamps, ContentKey, Event, Transport};
+use super::event::{stamps, ContentKey, Event, JsonText, Transport};
 use super::event_id::EventId;
 use crate::protocol::codes::{self, AddressKind, Category, EventClass, Qualifier, SiaCodeInfo};
 use crate::protocol::contact_id::{parse_cid_data, CidData};
 use crate::protocol::dc09::{Content, Header};
+use crate::protocol::ext::{self, JValue, NetworkPath};
 use crate::protocol::sia::{parse_sia_data_into, SiaData, SiaEvent};
-use crate::protocol::text::{decode_w1252, escape};
+use crate::protocol::text::escape;
 
 /// Where and when a frame arrived: what the frame itself cannot say.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +38,8 @@ pub struct FrameFacts<'a> {
     pub header: &'a Header<'a>,
     pub content: &'a Content<'a>,
     pub account: &'a str,
+    /// The frame as received, but for the value of any K block, which is masked
+    /// ([`ext::mask_key_blocks`]): what goes into the events' `raw`.
     pub raw: &'a [u8],
     /// `raw` escaped, made by the first event that needs it and cloned by the others; see
     /// [`FrameFacts::raw_text`].
@@ -63,6 +66,8 @@ impl FrameFacts<'_> {
 pub enum Payload {
     Sia,
     ContactId,
+    /// A supervision poll: `NULL`, or DC-09-2026's extended null message `XNM`, whose
+    /// extended blocks (network path, MAC, key) are read but which makes no event.
     Null,
 }
 
@@ -71,7 +76,7 @@ impl Payload {
         match token {
             "SIA-DCS" => Some(Payload::Sia),
             "ADM-CID" => Some(Payload::ContactId),
-            "NULL" => Some(Payload::Null),
+            "NULL" | "XNM" => Some(Payload::Null),
             _ => None,
         }
     }
@@ -88,6 +93,13 @@ pub fn decode_clear(
     let f = crate::protocol::dc09::parse_frame(frame).ok()?;
     let content = f.open(None, scratch).ok()?;
     let account = f.header.account.number().unwrap_or("");
+    let masked;
+    let raw = if content.has_key_block() {
+        masked = ext::mask_key_blocks(frame);
+        &masked[..]
+    } else {
+        frame
+    };
     let key = ContentKey::of(
         account,
         f.header.token,
@@ -101,7 +113,7 @@ pub fn decode_clear(
         header: &f.header,
         content: &content,
         account,
-        raw: frame,
+        raw,
         raw_text: Default::default(),
         key,
         unknown_account: false,
@@ -116,10 +128,14 @@ pub fn events(facts: &FrameFacts<'_>, payload: Payload) -> Vec<Event> {
         Payload::Null => Vec::new(),
         Payload::Sia => {
             let mut sia = SiaData::default();
-            match parse_sia_data_into(&data, &mut sia) {
+            let mut out = match parse_sia_data_into(&data, &mut sia) {
                 Ok(()) => sia_events(facts, &sia),
                 Err(err) => unparsed(facts, &data, &err.to_string()),
+            };
+            for e in &mut out {
+                e.sia_data = Some(data.to_string());
             }
+            out
         }
         Payload::ContactId => match parse_cid_data(&data) {
             Ok(cid) => cid_events(facts, &cid),
@@ -256,10 +272,18 @@ fn frame_fields(
     apply_ext(e, facts.content);
 }
 
-/// Extended blocks (§7) into named fields; all of them also verbatim in `ext`.
+/// Extended blocks (`docs/protocol/dc09.md` §7, `docs/protocol/dc09-2026.md`) into named
+/// fields; all of them also in `ext`, as sent but for a K block's value, which is masked
+/// (`K*`) and never goes into a field.
 fn apply_ext(e: &mut Event, content: &Content<'_>) {
+    e.text_encoding = content.text_encoding;
+    if content.ext.is_empty() {
+        return;
+    }
+    // G names the path; a J block names it only when it is not JSON (and no G is there).
+    e.network_path = NetworkPath::of_blocks(content.ext.iter().map(|b| (b.id, b.value)))
+        .map(|p| p.value().to_string());
     for block in &content.ext {
-        let value = decode_w1252(block.value).into_owned();
         let slot = match block.id {
             b'H' => &mut e.event_time,
             b'I' => &mut e.alarm_text,
@@ -272,8 +296,13 @@ fn apply_ext(e: &mut Event, content: &Content<'_>) {
             b'X' => &mut e.longitude,
             b'Y' => &mut e.latitude,
             b'Z' => &mut e.altitude,
-            b'J' => &mut e.network_path,
-            b'N' => &mut e.network_address,
+            ext::NETWORK_ADDRESS => &mut e.network_address,
+            ext::SUPERVISION_CATEGORY => &mut e.supervision_category,
+            ext::JSON_OR_PATH if JValue::of(block.value) == JValue::Json && e.json.is_none() => {
+                e.json = JsonText::parse(&block.value_text());
+                e.ext.push(block.text());
+                continue;
+            }
             _ => {
                 e.ext.push(block.text());
                 continue;
@@ -281,7 +310,7 @@ fn apply_ext(e: &mut Event, content: &Content<'_>) {
         };
         // A repeated block keeps the first in its field; all stay in `ext`.
         if slot.is_none() {
-            *slot = Some(value);
+            *slot = Some(block.value_text().into_owned());
         }
         e.ext.push(block.text());
     }

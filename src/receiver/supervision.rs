@@ -152,9 +152,12 @@ impl std::fmt::Display for PathName {
     }
 }
 
-/// Names the path a frame came over (see the module doc).
-pub fn path_name(
-    network_path: Option<&str>,
+/// Names the path a frame came over (see the module doc): `G<n>` for a DC-09-2026 `[G…]`
+/// block, `J<x>` for an older panel's `[J…]` path (a plain `&str` means that one), else
+/// the line and receiver numbers. The caller decides which block names the path
+/// ([`crate::protocol::ext::NetworkPath::of_blocks`]): a JSON J block never does.
+pub fn path_name<'a>(
+    network_path: Option<impl Into<crate::protocol::ext::NetworkPath<'a>>>,
     line: &str,
     receiver: Option<&str>,
 ) -> compact_str::CompactString {
@@ -162,8 +165,9 @@ pub fn path_name(
     // than the rest of the work here. The pieces are joined on the stack and the string
     // made once: a name fits a `CompactString` inline, and pushing piece by piece onto one
     // cost more than the join.
-    let pieces: [&str; 4] = match network_path {
-        Some(j) if !j.is_empty() => ["J", j, "", ""],
+    let network_path = network_path.map(Into::into);
+    let pieces: [&str; 4] = match &network_path {
+        Some(p) if !p.value().is_empty() => [p.letter(), p.value(), "", ""],
         _ => match receiver {
             Some(r) => ["L", line, "R", r],
             None => ["L", line, "", ""],
@@ -896,14 +900,25 @@ mod tests {
 
     #[test]
     fn path_names_join_line_receiver_or_network_path() {
-        assert_eq!(path_name(None, "0", Some("1")), "L0R1");
-        assert_eq!(path_name(None, "7", None), "L7");
+        use crate::protocol::ext::NetworkPath;
+        assert_eq!(path_name(None::<&str>, "0", Some("1")), "L0R1");
+        assert_eq!(path_name(None::<&str>, "7", None), "L7");
         assert_eq!(path_name(Some(""), "2", Some("FF")), "L2RFF");
         assert_eq!(path_name(Some("eth0"), "0", Some("1")), "Jeth0");
+        assert_eq!(path_name(Some(NetworkPath::J("eth0")), "0", None), "Jeth0");
+        assert_eq!(path_name(Some(NetworkPath::G("2")), "0", Some("1")), "G2");
+        assert_eq!(path_name(Some(NetworkPath::G("")), "3", None), "L3");
         // Longer than the inline buffer: still whole.
         let long = "0123456789ABCDEF0123456789";
-        assert_eq!(path_name(None, long, Some(long)), format!("L{long}R{long}"));
+        assert_eq!(
+            path_name(None::<&str>, long, Some(long)),
+            format!("L{long}R{long}")
+        );
         assert_eq!(path_name(Some(long), "0", None), format!("J{long}"));
+        assert_eq!(
+            path_name(Some(NetworkPath::G(long)), "0", None),
+            format!("G{long}")
+        );
     }
 
     /// A fake clock: `at(s)` is `s` seconds after `t0` on the monotonic timeline, and the

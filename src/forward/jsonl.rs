@@ -8,7 +8,7 @@
 //! not replay its history.
 //!
 //! Cost: this runs beside reception on the same cores, at the full event rate, so it works
-//! in batches. It wakes when the journal's durable end moves, reads every record durable by
+//! in batches, on a thread of its own (see [`run`]). It wakes when the journal's durable end moves, reads every record durable by
 //! then, and writes their events with one write and one flush; the next batch is read no
 //! sooner than [`WRITE_EVERY`] later, so under load the records of many group commits share
 //! one wake-up and one write, while a lone event on a quiet line goes out at once. An
@@ -59,7 +59,36 @@ pub enum SinkError {
 
 /// Writes every event journaled after the cursor `name` to `out`, until `shutdown`; then
 /// writes what is already durable and stores the cursor.
+///
+/// The sink runs on a thread of its own (with a single-threaded runtime for its timers and
+/// its output): as one task among thousands of connections it would wait its turn in the
+/// workers' queues at each step of a batch, hundreds of milliseconds apiece under load, and
+/// fall behind; and its journal reads would hold up those connections.
 pub async fn run(
+    journal: JournalHandle,
+    name: &str,
+    out: Box<dyn AsyncWrite + Unpin + Send>,
+    metrics: super::SinkMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let owned = name.to_owned();
+    std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(SinkError::Write)
+                .and_then(|rt| rt.block_on(run_here(journal, &owned, out, metrics, shutdown)));
+            let _ = done.send(r);
+        })?;
+    result
+        .await
+        .unwrap_or_else(|_| Err(SinkError::Write(std::io::Error::other("sink thread died"))))
+}
+
+async fn run_here(
     journal: JournalHandle,
     name: &str,
     mut out: Box<dyn AsyncWrite + Unpin + Send>,

@@ -25,7 +25,7 @@ HEADER = (
     "what it does. Numbers come from a shared 2-core machine: compare within one run, not\n"
     "across runs.\n"
 )
-SECTIONS = ["e2e", "e2e-interval", "idle"]
+SECTIONS = ["e2e", "e2e-bus", "e2e-interval", "idle"]
 
 # The bars, at 1000 and 10 000 panels (ratios within one run).
 FRAMES_VS_FLOOR = 0.85
@@ -239,7 +239,9 @@ def e2e(results, out, section="e2e"):
     w = lines.append
     interval = meta.get("commit_interval", "0s")
     title = "## Receivers compared: ceiling, durable floor, tocsin with and without its sink, pysiaalarm"
-    if section != "e2e":
+    if section == "e2e-bus":
+        title += " (with `--bus`: the sink also publishes to a local JetStream)"
+    elif section != "e2e":
         title += f" (`[journal] commit_interval = \"{interval}\"`)"
     w(title)
     w("")

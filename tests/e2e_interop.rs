@@ -680,6 +680,24 @@ fn siadc09_frames_of_every_kind_over_tcp_and_udp() {
         "--format",
         "json",
     ]);
+    // stdout holds, line for line and byte for byte, the events `tocsin history` prints
+    // (the sink slices the JSON stored in the journal, history parses and writes it again).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rx.d.stdout_lines().len() < all_history.lines().count()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let printed = rx.d.stdout_lines();
+    let history_lines: Vec<&str> = all_history.lines().collect();
+    assert_eq!(
+        printed.len(),
+        history_lines.len(),
+        "stdout and history lines"
+    );
+    for (out, hist) in printed.iter().zip(&history_lines) {
+        assert_eq!(out, hist, "stdout and history differ");
+    }
     places.push(("tocsin history".into(), all_history.into_bytes()));
     let key_of: std::collections::HashMap<&str, Option<&str>> = accounts
         .as_array()

@@ -74,6 +74,12 @@ async fn every_event_lands_once() {
         assert_eq!(m.payload["receiver"], "rx-a");
     }
     assert_eq!(tocsin.metric(PUBLISHED), Some(500.0), "published_total");
+    // One delivery sample per record (here one event each), at its last PubAck.
+    assert_eq!(
+        tocsin.metric("tocsin_sink_delivery_seconds_count{sink=\"nats\"}"),
+        Some(500.0),
+        "delivery latency samples"
+    );
 }
 
 /// The bus dies (SIGKILL) in the middle of the load: panels keep getting ACKs, the backlog

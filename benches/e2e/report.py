@@ -12,14 +12,26 @@ import os
 import re
 import sys
 
-RECEIVERS = [("ceiling", "ceiling"), ("tocsin", "tocsin"), ("pysia", "pysiaalarm")]
+RECEIVERS = [
+    ("ceiling", "ceiling"),
+    ("floor", "durable floor"),
+    ("sink", "tocsin (JSON-lines sink)"),
+    ("tocsin", "tocsin (no sink)"),
+    ("pysia", "pysiaalarm"),
+]
 HEADER = (
     "# Benchmarks\n\n"
-    "Written by `benches/e2e/run.sh` (receivers compared under one load generator) and\n"
-    "`benches/e2e/idle.sh` (memory of idle panels); each script rewrites its own section.\n"
-    "Numbers come from a shared 2-core machine: compare within one run, not across runs.\n"
+    "Figures from the scripts in `benches/`, each of which says at its top how to run it and\n"
+    "what it does. Numbers come from a shared 2-core machine: compare within one run, not\n"
+    "across runs.\n"
 )
-SECTIONS = ["e2e", "e2e-interval", "idle"]
+SECTIONS = ["e2e", "e2e-bus", "e2e-interval", "idle"]
+
+# The bars, at 1000 and 10 000 panels (ratios within one run).
+FRAMES_VS_FLOOR = 0.85
+CPU_VS_FLOOR = 1.3
+DRAIN_S = 1.0
+DELIVERY_P99_S = 1.0
 
 
 def load_json(path):
@@ -89,20 +101,6 @@ def replace_section(out, name, body):
         f.write(text)
 
 
-def read_metrics(path):
-    """`name value` lines as a dict; empty when the file is missing."""
-    out = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 2:
-                    out[parts[0]] = float(parts[1])
-    except OSError:
-        pass
-    return out
-
-
 def read_number(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -119,39 +117,133 @@ def latency(r, q):
     return (r.get("latency_us") or {}).get(q)
 
 
+def parse_metrics(path):
+    """Prometheus text as a list of (name, labels dict, value); empty when missing."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip() or line.startswith("#"):
+                    continue
+                head, _, value = line.rstrip("\n").rpartition(" ")
+                name, _, rest = head.partition("{")
+                labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+                try:
+                    out.append((name, labels, float(value)))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def metric_sum(samples, name, **want):
+    """Sum of the samples of `name` whose labels include `want`; None when there is none."""
+    vals = [v for n, l, v in samples if n == name and all(l.get(k) == x for k, x in want.items())]
+    return sum(vals) if vals else None
+
+
+def hist_p(before, after, name, q, **want):
+    """Upper bucket bound (s) under which a fraction q of the samples taken between two
+    scrapes fall, and the number of samples; (None, 0) without samples. inf: past the
+    last bound."""
+    def buckets(samples):
+        out = {}
+        for n, l, v in samples:
+            if n == name + "_bucket" and all(l.get(k) == x for k, x in want.items()):
+                le = float("inf") if l.get("le") == "+Inf" else float(l.get("le", "nan"))
+                out[le] = out.get(le, 0.0) + v
+        return out
+
+    b, a = buckets(before), buckets(after)
+    if not a:
+        return None, 0
+    count = a.get(float("inf"), 0) - b.get(float("inf"), 0)
+    if count <= 0:
+        return None, 0
+    for le in sorted(a):
+        if a[le] - b.get(le, 0) >= q * count:
+            return le, int(count)
+    return float("inf"), int(count)
+
+
+def bound(s):
+    if s is None:
+        return "–"
+    if s == float("inf"):
+        return "> 10 s"
+    return "≤ " + lat(round(s * 1e6))
+
+
+def secs(s):
+    return "–" if s is None else f"{s:.2f} s"
+
+
+def verdict(value, goal, at_most):
+    if value is None:
+        return "–"
+    ok = value <= goal if at_most else value >= goal
+    return "met" if ok else "**not met**"
+
+
 def e2e(results, out, section="e2e"):
     meta = load_json(os.path.join(results, "meta.json"))
     fs_before = load_json(os.path.join(results, "fsync-before.json"))
     fs_after = load_json(os.path.join(results, "fsync-after.json"))
     conns = [int(n) for n in meta.get("conns", "").split()]
-    mix = meta.get("mix", "").split(",")
-    journaled = sum(1 for k in mix if k != "null") / max(len(mix), 1)
+    present = meta.get("receivers", " ".join(k for k, _ in RECEIVERS)).split()
+    bus = meta.get("bus") == "1"
+    receivers = [
+        (k, "tocsin (sinks: JSON lines, NATS)" if k == "sink" and bus else name)
+        for k, name in RECEIVERS
+        if k in present
+    ]
 
-    def fsync_mean(n):
-        """Mean fdatasync latency (µs) of the probes around tocsin's run at n connections."""
-        probes = [load_json(os.path.join(results, f"fsync-{n}-{w}.json")) for w in ("before", "after")]
-        means = [p["latency_us"]["mean"] for p in probes if p.get("latency_us")]
-        return sum(means) / len(means) if means else None
+    res = {(rx, n): load_json(os.path.join(results, f"{rx}-{n}.json")) for rx, _ in receivers for n in conns}
 
-    res = {
-        (rx, n): load_json(os.path.join(results, f"{rx}-{n}.json"))
-        for rx, _ in RECEIVERS
-        for n in conns
-    }
+    def answered(rx, n):
+        r = res.get((rx, n)) or {}
+        return sum(r.get(k) or 0 for k in ("ack", "nak", "duh"))
 
-    def bound(n):
-        m = fsync_mean(n)
-        if not m or journaled == 0:
-            return None
-        return n / (journaled * m * 1e-6)
+    def cpu_per_frame(rx, n, suffix="cpu-ms"):
+        """µs of server CPU per answered frame."""
+        ms = read_number(os.path.join(results, f"{rx}-{n}.{suffix}"))
+        a = answered(rx, n)
+        return None if ms is None or not a else ms * 1000 / a
+
+    def fr(rx, n):
+        return frames(res.get((rx, n)) or {})
+
+    def drain(n):
+        return load_json(os.path.join(results, f"sink-{n}.drain.json"))
+
+    def sink_metrics(rx, n):
+        return (
+            parse_metrics(os.path.join(results, f"{rx}-{n}.metrics-before")),
+            parse_metrics(os.path.join(results, f"{rx}-{n}.metrics-after")),
+        )
+
+    def delivery_p(n, sink, q):
+        b, a = sink_metrics("sink", n)
+        return hist_p(b, a, "tocsin_sink_delivery_seconds", q, sink=sink)
+
+    def delivery_p99(n, sink):
+        return delivery_p(n, sink, 0.99)
+
+    def delivery_text(n, sink):
+        p50, _ = delivery_p(n, sink, 0.5)
+        p99, count = delivery_p99(n, sink)
+        return f"{bound(p50)} / {bound(p99)} ({count} records)"
 
     lines = []
     w = lines.append
     interval = meta.get("commit_interval", "0s")
-    if section == "e2e":
-        w("## Receivers compared: ceiling, tocsin, pysiaalarm")
-    else:
-        w(f"## Receivers compared, tocsin with `[journal] commit_interval = \"{interval}\"`")
+    title = "## Receivers compared: ceiling, durable floor, tocsin with and without its sink, pysiaalarm"
+    if section == "e2e-bus":
+        title += " (with `--bus`: the sink also publishes to a local JetStream)"
+    elif section != "e2e":
+        title += f" (`[journal] commit_interval = \"{interval}\"`)"
+    w(title)
     w("")
     w(f"Command: `{meta.get('command', '').strip()}`  ")
     w(f"Date: {meta.get('date')} (sweep {meta.get('elapsed')} s), tocsin commit {meta.get('commit')}  ")
@@ -161,122 +253,147 @@ def e2e(results, out, section="e2e"):
         f"(the machine is shared with other builds and tests)  "
     )
     w(
-        f"Journal: `{meta.get('journal_dir')}` on {meta.get('journal_dev')} "
+        f"Disk: journals, the floor's file, the events file{' and the NATS store' if bus else ''} "
+        f"under `{meta.get('work_dir')}` on {meta.get('journal_dev')} "
         f"({meta.get('journal_fs')}; disk {meta.get('disk') or '?'})  "
     )
     w(
         f"Settings: each point {meta.get('duration')} measured after a {meta.get('warmup')} "
-        f"warm-up run, mix `{meta.get('mix')}`, accounts 100000…{100000 + int(meta.get('accounts', 1)) - 1}, "
+        f"warm-up run, mix `{meta.get('mix')}`, accounts 100000…{100000 + int(meta.get('accounts') or 1) - 1}, "
         f"frames carry `R1`, sources {meta.get('sources')}, 10 s reply timeout, open-file limit "
         f"{meta.get('nofile')}; pysiaalarm {meta.get('pysia')} on Python {meta.get('python')}; "
-        f"tocsin's `[journal] commit_interval` {interval}"
+        f"tocsin's `[journal] commit_interval` {interval}; "
+        + (f"tocsin's sink also publishes to a local {meta.get('nats')} (JetStream)" if bus else "no bus")
     )
     w("")
     for label, f in (("before", fs_before), ("after", fs_after)):
         l = f.get("latency_us") or {}
         if l:
             w(
-                f"- fdatasync of 200-byte appends in the journal directory ({label} the sweep, "
+                f"- fdatasync of 200-byte appends on the same disk ({label} the sweep, "
                 f"`tocsin fsync-probe`, {f.get('count')} samples): mean {l.get('mean')} µs, "
                 f"p50 {l.get('p50')} µs, p99 {l.get('p99')} µs, max {l.get('max')} µs"
             )
-    w(
-        f"- disk bound = connections ÷ ({journaled:.2f} journaled per frame × mean fdatasync "
-        f"latency of two 1000-sample probes taken just before and just after tocsin's run at "
-        f"that point): group commit lets every waiting panel share one fsync, and a "
-        f"closed-loop panel has one frame in flight"
-    )
     w("")
-    w(
-        "| conns | ceiling frames/s | p50 / p99 | tocsin frames/s | p50 / p99 | "
-        "pysiaalarm frames/s | p50 / p99 | tocsin ÷ ceiling | tocsin ÷ pysiaalarm | "
-        "fsync mean (probe) | disk bound | tocsin ÷ disk bound | tocsin ÷ min(disk, ceiling) |"
-    )
-    w("| ---: " * 13 + "|")
+
+    w("| conns | receiver | frames/s | ÷ floor | ACK p50 / p99 | server CPU per frame | ÷ floor |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for n in conns:
-        c, t, p = res[("ceiling", n)], res[("tocsin", n)], res[("pysia", n)]
-        b = bound(n)
-        eff = min(x for x in (b, frames(c)) if x) if (b or frames(c)) else None
-        w(
-            f"| {n} | {rate(frames(c))} | {lat(latency(c, 'p50'))} / {lat(latency(c, 'p99'))} "
-            f"| {rate(frames(t))} | {lat(latency(t, 'p50'))} / {lat(latency(t, 'p99'))} "
-            f"| {rate(frames(p))} | {lat(latency(p, 'p50'))} / {lat(latency(p, 'p99'))} "
-            f"| {pct(ratio(frames(t), frames(c)))} | {times(ratio(frames(t), frames(p)))} "
-            f"| {lat(round(fsync_mean(n))) if fsync_mean(n) else '–'} "
-            f"| {rate(b)} | {pct(ratio(frames(t), b))} | {pct(ratio(frames(t), eff))} |"
-        )
+        floor_fr, floor_cpu = fr("floor", n), cpu_per_frame("floor", n)
+        for rx, name in receivers:
+            r = res.get((rx, n)) or {}
+            cpu = cpu_per_frame(rx, n)
+            cpu_text = "–" if cpu is None else f"{cpu:.1f} µs"
+            if rx == "sink":
+                drained = cpu_per_frame(rx, n, "cpu-drained-ms")
+                if drain(n).get("timed_out") or drained is None:
+                    cpu_text = f"not drained ({cpu_text} during the load)"
+                    cpu = None
+                else:
+                    cpu_text = f"{drained:.1f} µs until drained ({cpu_text} during the load)"
+                    cpu = drained
+            same = rx == "floor"
+            w(
+                f"| {n} | {name} | {rate(frames(r))} "
+                f"| {'' if same else pct(ratio(frames(r), floor_fr))} "
+                f"| {lat(latency(r, 'p50'))} / {lat(latency(r, 'p99'))} | {cpu_text} "
+                f"| {'' if same else times(ratio(cpu, floor_cpu))} |"
+            )
     w("")
-    w("Frames/s count answered frames (ACK, NAK or DUH) over the measured run; latencies are")
-    w("the time a panel waits for its reply, the first second of each run left out. A closed")
-    w("loop cannot beat either bound, the disk's (durable ACKs) or the ceiling's (CPU and")
-    w("loopback on these cores), so the last column is tocsin's share of the tighter one.")
+    w("Frames/s count answered frames (ACK, NAK or DUH) over the measured run; ACK latencies")
+    w("are the time a panel waits for its reply, the first second of each run left out. Server")
+    w("CPU is user + system time of the whole process (every thread) from /proc/PID/stat over")
+    w("the measured run, connection set-up included, divided by the answered frames; for tocsin")
+    w("with its sink, counted until the sink had written every event of the run (below).")
     w("")
 
-    w("Where the time goes (measured runs): CPU time of each receiver process (user + system,")
-    w("from /proc/PID/stat, connection set-up included) per answered frame, and what tocsin's")
-    w("journal did (from its metrics): fdatasync calls per second, their mean latency, and")
-    w("records per fsync (group commit). The probes cannot run during tocsin's run without")
-    w("disturbing it, and the shared disk changes pace within seconds, so the last two columns")
-    w("give the disk bound again with the mean latency of tocsin's own fsyncs in the run: the")
-    w("same disk at the same moment (with batches instead of 200-byte appends).")
+    if any(rx == "sink" for rx, _ in receivers):
+        head = "| conns | drained after | file sink's backlog gauge at 0 after | delivery p50 / p99, file"
+        if bus:
+            head += " | NATS sink drained after | delivery p50 / p99, NATS (to PubAck) | nats-server CPU per frame"
+        w(head + " |")
+        w("| ---: " * (7 if bus else 4) + "|")
+        for n in conns:
+            d = drain(n)
+            row = (
+                f"| {n} | {secs(d.get('drained_s')) if not d.get('timed_out') else 'not within ' + meta.get('drain_timeout', 'the timeout')} "
+                f"| {secs(d.get('gauge_zero_s'))} | {delivery_text(n, 'file')}"
+            )
+            if bus:
+                nats_cpu = cpu_per_frame("sink", n, "nats-cpu-ms")
+                row += (
+                    f" | {secs(d.get('nats_s'))} | {delivery_text(n, 'nats')} "
+                    f"| {'–' if nats_cpu is None else f'{nats_cpu:.1f} µs'}"
+                )
+            w(row + " |")
+        w("")
+        w("Drained: after the load stopped, the file sink's cursor reached the journal's durable")
+        w("LSN (it is stored right after a flush, so the file then holds every event)" + (
+            ", and the NATS sink's backlog gauge (durable LSN − last LSN with every PubAck) read 0"
+            if bus else ""))
+        w("(`benches/e2e/drain.py`, polling every 10–50 ms). The gauge of the file sink is set when a")
+        w("record enters its write buffer, so it reaches 0 before the file holds everything.")
+        w("Delivery: `tocsin_sink_delivery_seconds`, arrival to the flush that put the record's lines")
+        w("in the file (an upper bound: lines the buffer passed on earlier count from that flush)")
+        w("or to the record's last PubAck; percentiles as bucket bounds, over the run and its drain.")
+        if meta.get("events_written"):
+            w(f"Events in the file at the end of the sweep (warm-ups included): {meta['events_written']}.")
+        w("")
+
+    tocsins = [(rx, name) for rx, name in receivers if rx in ("sink", "tocsin")]
+    if tocsins:
+        w("tocsin's journal over each measured run (from its metrics): fdatasync calls per second,")
+        w("their mean latency, records made durable per fdatasync (group commit).")
+        w("")
+        w("| conns | receiver | fsyncs/s | mean fsync | records per fsync |")
+        w("| ---: | --- | ---: | ---: | ---: |")
+        for n in conns:
+            for rx, name in tocsins:
+                b, a = sink_metrics(rx, n)
+
+                def delta(metric):
+                    x, y = metric_sum(b, metric), metric_sum(a, metric)
+                    return None if x is None or y is None else y - x
+
+                syncs = delta("tocsin_journal_fsync_seconds_count")
+                sync_s = delta("tocsin_journal_fsync_seconds_sum")
+                recs = delta("tocsin_journal_batch_records_sum")
+                batches = delta("tocsin_journal_batch_records_count")
+                secs_run = (res.get((rx, n)) or {}).get("duration_s")
+                w(
+                    f"| {n} | {name} | {rate(syncs / secs_run) if syncs and secs_run else '–'} "
+                    f"| {lat(round(sync_s / syncs * 1e6)) if syncs else '–'} "
+                    f"| {f'{recs / batches:.1f}' if batches else '–'} |"
+                )
+        w("")
+
+    w("Bars (at 1000 and 10 000 panels; ratios within this run):")
     w("")
-    w(
-        "| conns | ceiling CPU/frame | tocsin CPU/frame | pysiaalarm CPU/frame | "
-        "tocsin fsyncs/s | tocsin mean fsync | records per fsync | disk bound (tocsin's fsyncs) "
-        "| tocsin ÷ it |"
-    )
-    w("| ---: " * 9 + "|")
-    own_share = {}
+    w("| bar | conns | measured | goal | verdict |")
+    w("| --- | ---: | ---: | ---: | :---: |")
     for n in conns:
-        cells = []
-        for rx, _ in RECEIVERS:
-            r = res[(rx, n)]
-            ms = read_number(os.path.join(results, f"{rx}-{n}.cpu-ms"))
-            answered = sum(r.get(k) or 0 for k in ("ack", "nak", "duh"))
-            cells.append("–" if ms is None or not answered else f"{ms * 1000 / answered:.1f} µs")
-        before = read_metrics(os.path.join(results, f"tocsin-{n}.journal-before"))
-        after = read_metrics(os.path.join(results, f"tocsin-{n}.journal-after"))
-
-        def delta(name):
-            if name in before and name in after:
-                return after[name] - before[name]
-            return None
-
-        syncs = delta("tocsin_journal_fsync_seconds_count")
-        sync_s = delta("tocsin_journal_fsync_seconds_sum")
-        recs = delta("tocsin_journal_batch_records_sum")
-        batches = delta("tocsin_journal_batch_records_count")
-        secs = res[("tocsin", n)].get("duration_s")
-        own_bound = n / (journaled * sync_s / syncs) if syncs and sync_s and journaled else None
-        own_share[n] = ratio(frames(res[("tocsin", n)]), own_bound)
-        w(
-            f"| {n} | {' | '.join(cells)} "
-            f"| {rate(syncs / secs) if syncs and secs else '–'} "
-            f"| {lat(round(sync_s / syncs * 1e6)) if syncs else '–'} "
-            f"| {f'{recs / batches:.1f}' if batches else '–'} "
-            f"| {rate(own_bound)} | {pct(own_share[n])} |"
-        )
-    w("")
-
-    w("Bars:")
-    w("")
-    w("| bar | conns | measured | met |")
-    w("| --- | ---: | ---: | :---: |")
-
-    def bar(text, n, value, fmt, goal):
-        if n not in conns:
-            return
-        met = "–" if value is None else ("yes" if value >= goal else "**no**")
-        w(f"| {text} | {n} | {fmt(value)} | {met} |")
-
-    for n in (1000, 10000):
-        bar("tocsin ≥ 70 % of the ceiling", n, ratio(frames(res[("tocsin", n)]), frames(res[("ceiling", n)])) if n in conns else None, pct, 0.70)
-    for n in (1000, 10000):
-        bar("tocsin ≥ 15× pysiaalarm", n, ratio(frames(res[("tocsin", n)]), frames(res[("pysia", n)])) if n in conns else None, times, 15.0)
-    for n in (10, 100):
-        bar("tocsin ≥ 80 % of the disk bound", n, ratio(frames(res[("tocsin", n)]), bound(n)) if n in conns else None, pct, 0.80)
-    for n in (10, 100):
-        bar("(same, bound from tocsin's own fsyncs in the run)", n, own_share.get(n), pct, 0.80)
+        v = ratio(fr("sink", n), fr("floor", n))
+        w(f"| tocsin (sink) frames/s ÷ floor frames/s | {n} | {pct(v)} | ≥ {pct(FRAMES_VS_FLOOR)} | {verdict(v, FRAMES_VS_FLOOR, False)} |")
+    for n in conns:
+        if drain(n).get("timed_out"):
+            w(f"| tocsin (sink, until drained) CPU per frame ÷ floor's | {n} | not drained | ≤ {CPU_VS_FLOOR}× | **not met** |")
+            continue
+        v = ratio(cpu_per_frame("sink", n, "cpu-drained-ms"), cpu_per_frame("floor", n))
+        w(f"| tocsin (sink, until drained) CPU per frame ÷ floor's | {n} | {times(v) if v is None else f'{v:.2f}×'} | ≤ {CPU_VS_FLOOR}× | {verdict(v, CPU_VS_FLOOR, True)} |")
+    for n in conns:
+        d = drain(n)
+        v = None if d.get("timed_out") else d.get("drained_s")
+        shown = secs(v) if d and not d.get("timed_out") else ("not drained" if d else "–")
+        met = verdict(v, DRAIN_S, True) if d and not d.get("timed_out") else ("**not met**" if d else "–")
+        w(f"| sinks drained after the load stopped | {n} | {shown} | ≤ {DRAIN_S:.0f} s | {met} |")
+    for sink in ("file", "nats") if bus else ("file",):
+        for n in conns:
+            v, c = delivery_p99(n, sink)
+            w(f"| delivery latency p99, {sink} sink | {n} | {bound(v)} | ≤ {DELIVERY_P99_S:.0f} s | {verdict(v, DELIVERY_P99_S, True) if c else '–'} |")
+    for n in conns:
+        r = res.get(("sink", n)) or {}
+        bad = sum(r.get(k) or 0 for k in ("nak", "duh", "timeouts", "errors")) if r else None
+        w(f"| every reply an ACK, tocsin (sink) | {n} | {'–' if bad is None else f'{bad} not ACK'} | 0 | {'–' if bad is None else ('met' if bad == 0 and r.get('ack') else '**not met**')} |")
     w("")
 
     w("Replies (measured runs): every reply is checked by `tocsin load`; `errors` are wrong or")
@@ -285,9 +402,9 @@ def e2e(results, out, section="e2e"):
     w("| receiver | conns | sent | ACK | NAK | DUH | timeouts | errors | reconnects | connect time |")
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     notes = []
-    for rx, name in RECEIVERS:
+    for rx, name in receivers:
         for n in conns:
-            r = res[(rx, n)]
+            r = res.get((rx, n)) or {}
             if not r:
                 w(f"| {name} | {n} | no summary | | | | | | | |")
                 continue
@@ -311,8 +428,10 @@ def e2e(results, out, section="e2e"):
         pass
     if counters:
         w(f"- {counters} (whole run, warm-ups included)")
-    if meta.get("tocsin_hwm_kib"):
-        w(f"- tocsin's peak resident memory over the sweep: {int(meta['tocsin_hwm_kib']) // 1024} MiB")
+    if meta.get("hwm"):
+        w(f"- peak resident memory over the sweep: {meta['hwm']}")
+    w("")
+    w("Runs of an earlier form of this comparison (no floor, no sink): \"Previous runs\" below.")
     replace_section(out, section, "\n".join(lines))
 
 

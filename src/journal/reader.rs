@@ -46,8 +46,11 @@ struct SegmentFile {
     path: PathBuf,
     /// File offset of the next record.
     pos: u64,
-    /// Bytes of the file starting at `buf_off`.
+    /// `buf[..filled]` holds the bytes of the file starting at `buf_off`. The buffer keeps
+    /// its length once grown, so a refill reads into it without zeroing it first: a live
+    /// reader refills at every wake-up (the bytes past the durable end are not yet there).
     buf: Vec<u8>,
+    filled: usize,
     buf_off: u64,
 }
 
@@ -79,6 +82,7 @@ impl SegmentFile {
             path: seg.path.clone(),
             pos: SEGMENT_HEADER_LEN as u64,
             buf: Vec::new(),
+            filled: 0,
             buf_off: SEGMENT_HEADER_LEN as u64,
         })
     }
@@ -86,33 +90,40 @@ impl SegmentFile {
     /// Up to `need` bytes at `pos` (fewer only at end of file).
     fn peek(&mut self, need: usize) -> Result<&[u8]> {
         let rel = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
-        if rel > self.buf.len() || self.buf.len() - rel < need {
-            self.buf.drain(..rel.min(self.buf.len()));
+        if rel > self.filled || self.filled - rel < need {
+            // Keep the bytes from `pos` on, at the front, and read after them.
+            let keep = rel.min(self.filled);
+            self.buf.copy_within(keep..self.filled, 0);
+            let have = self.filled - keep;
             self.buf_off = self.pos;
-            let have = self.buf.len();
             let want = need.max(READ_CHUNK);
-            self.buf.resize(want, 0);
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
             let mut filled = have;
             while filled < want {
                 let at = self.buf_off + filled as u64;
-                let dst = self.buf.get_mut(filled..).unwrap_or_default();
+                let dst = self.buf.get_mut(filled..want).unwrap_or_default();
                 match self.file.read_at(dst, at) {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(JournalError::io("read segment", &self.path, e)),
+                    Err(e) => {
+                        self.filled = have;
+                        return Err(JournalError::io("read segment", &self.path, e));
+                    }
                 }
             }
-            self.buf.truncate(filled);
+            self.filled = filled;
         }
         let rel = usize::try_from(self.pos - self.buf_off).unwrap_or(usize::MAX);
-        let end = rel.saturating_add(need).min(self.buf.len());
+        let end = rel.saturating_add(need).min(self.filled);
         Ok(self.buf.get(rel..end).unwrap_or_default())
     }
 
     /// Forgets buffered bytes, which may have been read while the writer was mid-write.
     fn invalidate(&mut self) {
-        self.buf.clear();
+        self.filled = 0;
         self.buf_off = self.pos;
     }
 

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub sink_backlog: IntGaugeVec,
     pub sink_published: IntCounterVec,
     pub sink_latency: HistogramVec,
+    pub sink_delivery: HistogramVec,
     pub sink_connected: IntGaugeVec,
     pub sink_errors: IntCounterVec,
     pub journal_disk_free: IntGauge,
@@ -123,6 +124,14 @@ fn latency_buckets() -> Vec<f64> {
     vec![
         0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
         1.0, 2.5, 5.0,
+    ]
+}
+
+/// Delivery buckets from 1 ms to 10 s: a sink that keeps up delivers within a second of
+/// arrival; one that lags shows by how much.
+fn delivery_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ]
 }
 
@@ -269,6 +278,15 @@ impl Metrics {
             &["sink"],
         )?;
         r.register(Box::new(sink_latency.clone()))?;
+        let sink_delivery = HistogramVec::new(
+            HistogramOpts::new(
+                "tocsin_sink_delivery_seconds",
+                "Time from a record's arrival to its delivery by a sink (its lines written to the file, or its last PubAck), one sample per record, by sink.",
+            )
+            .buckets(delivery_buckets()),
+            &["sink"],
+        )?;
+        r.register(Box::new(sink_delivery.clone()))?;
         let sink_connected = IntGaugeVec::new(
             Opts::new(
                 "tocsin_forward_connected",
@@ -444,6 +462,7 @@ impl Metrics {
             sink_backlog,
             sink_published,
             sink_latency,
+            sink_delivery,
             sink_connected,
             sink_errors,
             journal_disk_free,
@@ -472,6 +491,7 @@ impl Metrics {
             backlog: self.sink_backlog.with_label_values(&[name]),
             published: self.sink_published.with_label_values(&[name]),
             publish_latency: self.sink_latency.with_label_values(&[name]),
+            delivery: self.sink_delivery.with_label_values(&[name]),
             connected: self.sink_connected.with_label_values(&[name]),
             errors: self.sink_errors.with_label_values(&[name]),
         }

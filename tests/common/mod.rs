@@ -302,6 +302,11 @@ impl Daemon {
         }
     }
 
+    /// Lines printed on stdout so far, as printed.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Events printed on stdout so far, parsed (every line must be a JSON object).
     pub fn events(&self) -> Vec<Value> {
         self.stdout

@@ -219,7 +219,8 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
                     // `None`: the journal closed (shutdown in progress).
                     let Some(rec) = rec? else { stopping = true; break };
                     let again = rec.lsn <= upto;
-                    publish_record(&js, sink, rec.lsn, Bytes::from(rec.payload), again, &restored, &mut in_flight).await?;
+                    let record = Published { lsn: rec.lsn, arrived_us: rec.ts_micros, again };
+                    publish_record(&js, sink, record, Bytes::from(rec.payload), &restored, &mut in_flight).await?;
                 }
                 _ = sink.shutdown.cancelled() => { stopping = true; break }
                 _ = tick.tick() => {
@@ -258,16 +259,30 @@ pub(super) async fn connection(sink: &Sink, p: &mut Progress) -> Result<(), Forw
     Ok(())
 }
 
-/// Publishes the events of one record; their PubAcks join `in_flight`.
+/// The record being published: its LSN, its arrival (journal) time, and whether it was
+/// published before (the republish window).
+struct Published {
+    lsn: Lsn,
+    arrived_us: i64,
+    again: bool,
+}
+
+/// Publishes the events of one record; their PubAcks join `in_flight`. The PubAck of its
+/// last event observes the record's delivery latency (records published again do not:
+/// they were delivered before).
 async fn publish_record(
     js: &jetstream::Context,
     sink: &Sink,
-    lsn: Lsn,
+    record: Published,
     payload: Bytes,
-    again: bool,
     restored: &Arc<AtomicU64>,
     in_flight: &mut FuturesOrdered<Ack>,
 ) -> Result<(), ForwardError> {
+    let Published {
+        lsn,
+        arrived_us,
+        again,
+    } = record;
     let routed = routes(&payload, lsn);
     if routed.is_empty() {
         // Nothing to publish; the record still counts in the ordered prefix.
@@ -287,6 +302,8 @@ async fn publish_record(
             .await
             .map_err(|e| ForwardError::Publish(e.to_string()))?;
         let latency = sink.metrics.publish_latency.clone();
+        let last_of_record = i + 1 == count;
+        let delivery = last_of_record.then(|| sink.metrics.delivery.clone());
         let published = sink.metrics.published.clone();
         let republished = sink.bus.metrics.republished.clone();
         let restored = Arc::clone(restored);
@@ -304,12 +321,15 @@ async fn publish_record(
                     } else {
                         latency.observe(started.elapsed().as_secs_f64());
                         published.inc();
+                        if let Some(delivery) = &delivery {
+                            crate::forward::observe_delivery(delivery, arrived_us, now_micros());
+                        }
                     }
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
             };
-            (lsn, i + 1 == count, r)
+            (lsn, last_of_record, r)
         }));
     }
     Ok(())

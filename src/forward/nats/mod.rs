@@ -119,7 +119,9 @@ pub async fn run(
         stored: acked,
         connected: false,
     };
-    let budgets: [Throttle; 7] = std::array::from_fn(|_| Throttle::new(1));
+    // One line a minute for each kind of failure, with the count of retries since: a bus
+    // down for hours says so once a minute, not at every retry.
+    let budgets: [Throttle; 7] = std::array::from_fn(|_| Throttle::per_minute(1));
     let mut backoff = FIRST_RETRY;
     let mut outage_since: Option<Instant> = None;
     loop {

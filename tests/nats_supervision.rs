@@ -7,6 +7,9 @@
 //!   message (the consoles see it once); heard again, one restore, likewise.
 //! - With the bus down, a silent site's failure still comes, late by the hold at most,
 //!   never missed; once the bus is back the stream holds it once.
+//! - A receiver started while the bus is down does not know its peers yet: it holds its
+//!   failures until it reads the station's beats, and so raises none for a site only its
+//!   peer hears.
 //!
 //! No timing assertion is tight: deadlines bound a hung test; the one lower bound (the
 //! hold did delay the failure) cannot be broken by a slow machine.
@@ -35,9 +38,13 @@ const SUPERVISION: &str = "6s";
 const HOLD_S: u64 = 6;
 
 fn options(id: &str, url: &str) -> TocsinOptions {
+    options_with_hold(id, url, HOLD_S)
+}
+
+fn options_with_hold(id: &str, url: &str, hold_s: u64) -> TocsinOptions {
     let mut o = TocsinOptions::new(id, url);
     o.nats_extra.push_str(&format!(
-        "\n[supervision]\nhold = \"{HOLD_S}s\"\n\n[[account]]\nid = \"{ACCOUNT}\"\nsupervision = \"{SUPERVISION}\"\n"
+        "\n[supervision]\nhold = \"{hold_s}s\"\n\n[[account]]\nid = \"{ACCOUNT}\"\nsupervision = \"{SUPERVISION}\"\n"
     ));
     o
 }
@@ -285,4 +292,52 @@ async fn with_the_bus_down_a_failure_is_late_never_missed() {
     nats.restart();
     let msgs = stream_supervision(&nats.url(), &[&a, &b]).await;
     assert_eq!(codes(&msgs), ["comm_fail"], "{msgs:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_started_without_the_bus_waits_for_its_peers() {
+    let mut nats = NatsServer::start();
+    let b = Tocsin::start(&options("rx-b", &nats.url()));
+    // The site reports to B only, once a second, all along.
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (polling, addr) = (Arc::clone(&polling), b.panel_addr);
+        tokio::spawn(async move {
+            let mut panel = Panel::connect(addr).await;
+            let mut seq = 0;
+            while polling.load(Ordering::Acquire) {
+                seq += 1;
+                assert_eq!(panel.send(&poll(seq)).await, "ACK");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            seq
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A starts while the bus is down: it has never heard the site, nor any peer. Past
+    // its own deadline for the site (interval 6 s + grace 1 s) it must still wait.
+    nats.kill();
+    let a = Tocsin::start(&options_with_hold("rx-a", &nats.url(), 40));
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let s = status(&a);
+    assert_eq!(s["supervision"]["holding"], true, "{s}");
+    assert_eq!(s["supervision"]["failed"], 0, "{s}");
+
+    // The bus is back: A reads B's beats, learns that B hears the site, and raises nothing.
+    nats.restart();
+    wait_peers(&a, &b);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    polling.store(false, Ordering::Release);
+    let seq = poller.await.expect("poller");
+    assert!(seq >= 14, "{seq} polls");
+    let s = status(&a);
+    assert_eq!(s["supervision"]["holding"], false, "{s}");
+    let ev = supervision_events(a.data_dir.path());
+    assert_eq!(
+        ev,
+        Vec::<Value>::new(),
+        "a failure for a site the peer heard all along:\n{}",
+        a.log()
+    );
 }

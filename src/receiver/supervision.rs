@@ -655,6 +655,11 @@ impl Supervisor {
         self.share_delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
     }
 
+    /// Whether a hold is in force.
+    pub fn holding(&self) -> bool {
+        self.hold_ms.is_some()
+    }
+
     /// While `Some`, a path past its deadline waits this much longer before it fails
     /// (some peer cannot be heard, and may have heard the site). When the hold ends, the
     /// paths it kept are looked at again at once.

@@ -96,11 +96,14 @@ pub struct Outgoing {
     pub bye: bool,
 }
 
-/// A peer's beat, with when it arrived.
+/// A beat read from the bus, with when it arrived. This receiver's own beats come too,
+/// their hearings left out: one coming back proves the reading works, which is what a
+/// receiver that has just started waits for before it trusts that it knows its peers.
 #[derive(Debug)]
 pub struct Incoming {
     pub beat: Beat,
     pub received: Instant,
+    pub own: bool,
 }
 
 /// Names of the stream and subjects.
@@ -438,7 +441,7 @@ async fn consume(
                         if let Ok(info) = msg.info() {
                             next = Some(info.stream_sequence + 1);
                         }
-                        let beat: Beat = match serde_json::from_slice(&msg.payload) {
+                        let mut beat: Beat = match serde_json::from_slice(&msg.payload) {
                             Ok(b) => b,
                             Err(e) => {
                                 let e = BusError::Consume(format!("a beat that is not one: {e}"));
@@ -446,14 +449,21 @@ async fn consume(
                                 continue;
                             }
                         };
-                        if beat.from == me {
-                            continue;
+                        let own = beat.from == me;
+                        if own {
+                            beat.heard = Vec::new();
+                        } else {
+                            metrics
+                                .supervision_beats
+                                .with_label_values(&["received"])
+                                .inc();
                         }
-                        metrics
-                            .supervision_beats
-                            .with_label_values(&["received"])
-                            .inc();
-                        if into.send(Incoming { beat, received }).await.is_err() {
+                        let incoming = Incoming {
+                            beat,
+                            received,
+                            own,
+                        };
+                        if into.send(incoming).await.is_err() {
                             return;
                         }
                     }

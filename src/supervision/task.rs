@@ -62,6 +62,27 @@ struct Share {
     next_beat: Instant,
     last_tick: Instant,
     bus: tokio::task::JoinHandle<()>,
+    /// When this receiver's own beat first came back from the bus. Until then, and for
+    /// [`SETTLE`] after, it cannot know which peers are alive (their beats may be on the
+    /// way), so it acts as if one were unheard: failures wait, never a false one at start.
+    listening_since: Option<Instant>,
+}
+
+/// Time after the first own beat came back within which every live peer's beat has
+/// arrived too (they beat every [`BEAT_EVERY`]).
+const SETTLE: Duration = Duration::from_secs(2);
+
+impl Share {
+    /// The bus has been read long enough for the peers table to be trusted.
+    fn settled(&self, now: Instant) -> bool {
+        self.listening_since.is_some_and(|t| now >= t + SETTLE)
+    }
+
+    /// Some peer may be hearing sites this receiver does not know about: one is unheard,
+    /// or the peers are not known yet.
+    fn in_doubt(&self, now: Instant) -> bool {
+        !self.settled(now) || self.peers.any_unheard(now)
+    }
 }
 
 pub(super) struct Task {
@@ -143,6 +164,7 @@ impl Task {
                     next_beat: now + BEAT_EVERY,
                     last_tick: now,
                     bus,
+                    listening_since: None,
                 };
                 (Some(share), Some(from_bus))
             }
@@ -302,11 +324,22 @@ impl Task {
         }
     }
 
-    /// A peer's beat.
+    /// A beat from the bus: a peer's, or this receiver's own coming back.
     fn remote(&mut self, inc: Incoming) {
         let Some(share) = &mut self.share else {
             return;
         };
+        if inc.own {
+            if share.listening_since.is_none() {
+                share.listening_since = Some(inc.received);
+                tracing::info!(
+                    "supervision reads the station's beats: failures no longer wait once peers had {} s to be heard",
+                    SETTLE.as_secs()
+                );
+            }
+            self.steer(Instant::now());
+            return;
+        }
         let mut changes = Vec::new();
         let news = share.peers.beat(&inc.beat.from, inc.received);
         for super::peers::BeatEntry(account, path, age, wall_ms) in inc.beat.heard {
@@ -342,14 +375,18 @@ impl Task {
         let Some(share) = &self.share else {
             return;
         };
-        let delay = if share.peers.known() {
+        let delay = if share.peers.known() || !share.settled(now) {
             SHARE_DELAY
         } else {
             Duration::ZERO
         };
         self.sup.set_share_delay(delay);
-        self.sup
-            .set_hold(share.peers.any_unheard(now).then_some(self.hold));
+        let doubt = share.in_doubt(now);
+        if self.sup.holding() != doubt {
+            // `/status` shows whether failures wait.
+            self.view_peers_dirty = true;
+        }
+        self.sup.set_hold(doubt.then_some(self.hold));
     }
 
     /// Whatever is due now: deadlines, the beat, the view, the snapshot.
@@ -492,10 +529,7 @@ impl Task {
             held: self.sup.held(),
             failures: Arc::clone(&self.failures),
             sharing: self.share.is_some(),
-            holding: self
-                .share
-                .as_ref()
-                .is_some_and(|s| s.peers.any_unheard(now)),
+            holding: self.share.as_ref().is_some_and(|s| s.in_doubt(now)),
             peers,
         }));
         self.view_version = version;

@@ -71,21 +71,11 @@ pub async fn run(
     metrics: super::SinkMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
-    let (done, result) = tokio::sync::oneshot::channel();
     let owned = name.to_owned();
-    std::thread::Builder::new()
-        .name(format!("sink-{name}"))
-        .spawn(move || {
-            let r = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(SinkError::Write)
-                .and_then(|rt| rt.block_on(run_here(journal, &owned, out, metrics, shutdown)));
-            let _ = done.send(r);
-        })?;
-    result
-        .await
-        .unwrap_or_else(|_| Err(SinkError::Write(std::io::Error::other("sink thread died"))))
+    super::on_own_thread(name, move || async move {
+        run_here(journal, &owned, out, metrics, shutdown).await
+    })
+    .await
 }
 
 async fn run_here(

@@ -6,7 +6,37 @@ pub mod jsonl;
 pub mod nats;
 pub mod surgard;
 
+use std::future::Future;
+
 use prometheus::{Histogram, IntCounter, IntGauge};
+
+/// Runs a sink on a thread of its own (`sink-<name>`), with a single-threaded runtime for
+/// its timers and its I/O, and returns what it returned. As one task among thousands of
+/// connections a sink would wait its turn in the workers' queues at each step of a batch,
+/// hundreds of milliseconds apiece under load, and fall behind the journal; and its work
+/// would hold up those connections. On a thread, the kernel shares the CPU between it and
+/// the workers instead.
+pub(crate) async fn on_own_thread<E, F, Fut>(name: &str, make: F) -> Result<(), E>
+where
+    E: From<std::io::Error> + Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || {
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(E::from)
+                .and_then(|rt| rt.block_on(make()));
+            let _ = done.send(r);
+        })?;
+    result
+        .await
+        .unwrap_or_else(|_| Err(E::from(std::io::Error::other("sink thread died"))))
+}
 
 /// The metrics of one sink (labelled by its name).
 #[derive(Clone)]

@@ -61,6 +61,8 @@ pub enum ForwardError {
     Publish(String),
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error("sink thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 impl ForwardError {
@@ -74,7 +76,7 @@ impl ForwardError {
             },
             ForwardError::Stream { .. } => 4,
             ForwardError::Publish(_) => 5,
-            ForwardError::Journal(_) => 6,
+            ForwardError::Journal(_) | ForwardError::Thread(_) => 6,
         }
     }
 }
@@ -93,7 +95,25 @@ pub(super) struct Sink {
 /// Runs the sink until `shutdown`, reconnecting after failures. `client_name` is shown in
 /// the servers' monitoring (the receiver's name is a good one); `bus` receives what the
 /// operator should see.
+///
+/// On a thread of its own, like the JSON-lines sink (see [`super::on_own_thread`]): the
+/// client's connection task and the publishing loop then share that thread's runtime, not
+/// the connections' workers, and the sink keeps up with reception under load.
 pub async fn run(
+    journal: JournalHandle,
+    config: NatsConfig,
+    client_name: String,
+    metrics: Arc<SinkMetrics>,
+    bus: Arc<BusStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), ForwardError> {
+    super::on_own_thread(CURSOR, move || {
+        run_here(journal, config, client_name, metrics, bus, shutdown)
+    })
+    .await
+}
+
+async fn run_here(
     journal: JournalHandle,
     config: NatsConfig,
     client_name: String,

@@ -4,7 +4,9 @@
 //! from a real `tocsin run` to the stream; a wrong password and an untrusted certificate
 //! leave reception and ACKs untouched while the backlog grows, with a clear log line, not
 //! a flood of them; `tocsin tail --config`, `check-config` and `status` reach and show the
-//! bus; and no secret appears in any log or output.
+//! bus; and no secret appears in any log or output. The receivers' permissions of the
+//! deployment example (`deploy/redundancy/`) are applied to a live server, and two
+//! receivers publish and share supervision under them without a violation.
 
 mod bus;
 
@@ -33,7 +35,8 @@ fn server(dir: &Path, name: &str, config: &str) -> NatsServer {
     )
 }
 
-/// Events in the stream, read through tocsin's own `connect` with `bus`.
+/// Messages in `bus.stream` (the events' stream unless changed), read through tocsin's own
+/// `connect` with `bus`.
 async fn count(bus: &NatsConfig) -> Option<u64> {
     let client = tokio::time::timeout(
         Duration::from_secs(5),
@@ -43,7 +46,7 @@ async fn count(bus: &NatsConfig) -> Option<u64> {
     .ok()?
     .ok()?;
     let js = async_nats::jetstream::new(client);
-    let mut s = js.get_stream("TOCSIN").await.ok()?;
+    let mut s = js.get_stream(&bus.stream).await.ok()?;
     Some(s.info().await.ok()?.state.messages)
 }
 
@@ -365,4 +368,129 @@ fn the_redundancy_example_is_valid() {
     }
     let (code, out) = run_cmd(&["check-config", &p(&repo.join("deploy/tocsin.toml"))], &[]);
     assert_eq!(code, 0, "deploy/tocsin.toml: {out}");
+}
+
+/// The `permissions` blocks of `deploy/redundancy/nats-1.conf`, in order (rx-a, rx-b, the
+/// consoles), each from its opening brace to the matching closing one.
+fn deploy_permissions() -> Vec<String> {
+    let conf = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/redundancy/nats-1.conf"),
+    )
+    .expect("deploy/redundancy/nats-1.conf");
+    let mut blocks = Vec::new();
+    let mut rest = conf.as_str();
+    while let Some(at) = rest.find("permissions: {") {
+        let from = at + "permissions: ".len();
+        let mut depth = 0usize;
+        let mut end = None;
+        for (i, c) in rest[from..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(from + i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let end = end.expect("a closed permissions block");
+        blocks.push(rest[from..end].to_string());
+        rest = &rest[end..];
+    }
+    blocks
+}
+
+/// The receivers' permissions of the deployment example, live: two receivers, each a user
+/// of the bus with exactly the example's `permissions` (user and password here instead of
+/// the example's NKeys and TLS, which `every_way_to_secure_the_bus` covers), publish
+/// their events, create both streams and share supervision through `TOCSIN_HEARD`; the
+/// server reports no permissions violation. A call tocsin makes that the example does not
+/// allow fails here, not in a station.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deploy_example_permissions_allow_what_receivers_do() {
+    let dir = disk_tempdir("deploy-permissions-");
+    let d = dir.path();
+    let perms = deploy_permissions();
+    assert_eq!(perms.len(), 3, "{perms:#?}");
+    for p in &perms[..2] {
+        assert!(p.contains("tocsin.heard.>"), "{p}");
+    }
+    let admin = "admin-pw-never-shown";
+    let config = format!(
+        "accounts {{\n  STATION {{\n    jetstream: enabled\n    users: [\n\
+         {{user: rx-a, password: \"pw-a\", permissions: {}}}\n\
+         {{user: rx-b, password: \"pw-b\", permissions: {}}}\n\
+         {{user: admin, password: \"{admin}\"}}\n    ]\n  }}\n}}\n",
+        perms[0], perms[1]
+    );
+    let nats = server(d, "deploy", &config);
+    let creds = d.join("credentials");
+    std::fs::create_dir(&creds).expect("credentials dir");
+    write_secret(&creds, "a.password", "pw-a\n");
+    write_secret(&creds, "b.password", "pw-b\n");
+    let with_account = |id: &str, password: &str| {
+        let mut o = TocsinOptions::new(id, &nats.url());
+        o.nats_extra = lines(&[
+            ("user", id.to_string()),
+            ("password_file", password.to_string()),
+        ]);
+        o.extra = "[[account]]\nid = \"8000\"\nsupervision = \"1h\"\n\n".into();
+        o.env
+            .push(("CREDENTIALS_DIRECTORY".into(), creds.display().to_string()));
+        Tocsin::start(&o)
+    };
+    let a = with_account("rx-a", "a.password");
+    let b = with_account("rx-b", "b.password");
+
+    // Both streams made by the receivers, events published, beats shared both ways.
+    let sent = run_panels(a.panel_addr, panel_frames(8000, 2, 10), Duration::ZERO).await;
+    assert_eq!(sent.ack, 20, "{sent:?}");
+    for (t, peer) in [(&a, "rx-b"), (&b, "rx-a")] {
+        wait_until(EVENTUAL, &format!("{peer} live at {}", t.http_addr), || {
+            let (_, body) = bus::http_get(t.http_addr, "/status")?;
+            let s: serde_json::Value = serde_json::from_str(&body).ok()?;
+            s["supervision"]["peers"]
+                .as_array()?
+                .iter()
+                .any(|p| p["receiver"] == peer && p["state"] == "live")
+                .then_some(())
+        });
+        wait_until(EVENTUAL, "sink connected", || {
+            (t.metric(CONNECTED)? == 1.0).then_some(())
+        });
+    }
+    wait_until(EVENTUAL, "events published", || {
+        (a.metric(PUBLISHED)? >= 20.0).then_some(())
+    });
+    write_secret(&creds, "admin.password", &format!("{admin}\n"));
+    let mut reader = NatsConfig::with_url(&nats.url());
+    reader.user = Some("admin".into());
+    reader.password_file = Some(creds.join("admin.password"));
+    let events = wait_until_async(EVENTUAL, "the stream", || async {
+        count(&reader).await.filter(|n| *n >= 20)
+    })
+    .await;
+    assert_eq!(events, 20, "events in the stream");
+    reader.stream = "TOCSIN_HEARD".into();
+    let beats = count(&reader).await;
+    assert!(beats.is_some_and(|n| n > 0), "beats: {beats:?}");
+    // A second of beats more, then nothing may have been refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = nats.log();
+    assert!(
+        !log.contains("Permissions Violation"),
+        "the example's permissions refused a receiver's call:\n{}",
+        log.lines()
+            .filter(|l| l.contains("Permissions Violation"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for t in [&a, &b] {
+        let text = t.log();
+        assert!(!text.contains("Permissions Violation"), "{text}");
+        assert!(!text.contains("pw-a") && !text.contains("pw-b"), "{text}");
+    }
 }

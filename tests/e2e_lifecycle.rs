@@ -36,6 +36,42 @@ encryption = "required"
     )
 }
 
+/// A reload applies accounts, keys and time rules at once; what is wired at start (here the
+/// limits and the outputs) waits for a restart, and the log says which, at this reload and
+/// the next ones, while the running values stay.
+#[test]
+fn a_reload_names_the_changes_that_wait_for_a_restart() {
+    let mut rx = start(V1);
+    let changed = format!("{V1}\n[limits]\nmax_connections = 7\n\n[output]\nstdout = false\n");
+    std::fs::write(&rx.d.config, &changed).unwrap();
+    rx.d.hup();
+    rx.d.wait_metric("tocsin_reloads_total", &[("result", "ok")], 1.0);
+    let log = rx.d.wait_stderr("next restart");
+    let line = log.lines().find(|l| l.contains("next restart")).unwrap();
+    assert!(
+        line.contains("[limits]") && line.contains("[output]") && !line.contains("[[listen]]"),
+        "{line}"
+    );
+    // Still the running limit: more than 7 connections are served.
+    let mut panels: Vec<Tcp> = (0..10).map(|_| Tcp::connect(rx.d.addr)).collect();
+    for (i, p) in panels.iter_mut().enumerate() {
+        let fb = Fb::sia("6001", i as u16 + 1, "Nri1/BA01");
+        assert_eq!(
+            esc(&p.exchange(&fb.clear())),
+            esc(&fb.expected_reply("ACK"))
+        );
+    }
+    // Said again at the next reload, until a restart.
+    rx.d.hup();
+    rx.d.wait_metric("tocsin_reloads_total", &[("result", "ok")], 2.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rx.d.stderr().matches("next restart").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", rx.d.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rx.d.stop();
+}
+
 #[test]
 fn sighup_adds_an_account_and_keeps_open_connections() {
     let mut rx = start(V1);
@@ -57,7 +93,11 @@ fn sighup_adds_an_account_and_keeps_open_connections() {
     std::fs::write(&rx.d.config, v2()).unwrap();
     rx.d.hup();
     rx.d.wait_metric("tocsin_reloads_total", &[("result", "ok")], 1.0);
-    rx.d.wait_stderr("configuration reloaded");
+    let log = rx.d.wait_stderr("configuration reloaded");
+    assert!(
+        !log.contains("next restart"),
+        "accounts apply at once, nothing waits for a restart: {log}"
+    );
 
     // New connection: the encrypted frame is accepted with the new key.
     let fb = Fb::sia("6002", 2, "Nri1/BA02");

@@ -8,7 +8,9 @@
 //! their cursors. Reload (SIGHUP): the configuration file is read and checked again;
 //! accounts, keys and timestamp rules are swapped in atomically; connections stay open; a
 //! bad file leaves the running configuration as it was, with the reason in the log.
-//! Listeners, data directory and HTTP address are not reloaded (a restart changes them).
+//! Listeners, data directory, HTTP, limits, dedup, journal, outputs, bus and automation
+//! are wired at start and not reloaded: a reload that changes them says which in the log
+//! ([`restart_only_changes`]), and a restart applies them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,6 +112,40 @@ fn apply(config: &mut Config, o: &Overrides) {
             None => config.bus.nats = Some(crate::forward::nats::NatsConfig::with_url(url)),
         }
     }
+}
+
+/// The parts of the configuration a reload does not apply (each is wired once, at
+/// start), named as in the file, where `new` differs from `running`: an operator who
+/// changed one of them is told it waits for a restart instead of believing it applied.
+/// Compared through their debug form, which every section has and which holds every
+/// value (secret files by path only).
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    let (r, n) = (running, new);
+    let checks: [(&'static str, bool); 10] = [
+        (
+            "[receiver] data_dir",
+            r.receiver.data_dir != n.receiver.data_dir,
+        ),
+        ("[[listen]]", differs(&r.listen, &n.listen)),
+        ("[http]", differs(&r.http, &n.http)),
+        ("[limits]", differs(&r.limits, &n.limits)),
+        ("[dedup]", differs(&r.dedup, &n.dedup)),
+        ("[journal]", differs(&r.journal, &n.journal)),
+        ("[output]", differs(&r.output, &n.output)),
+        ("[bus]", differs(&r.bus, &n.bus)),
+        ("[[automation]]", differs(&r.automation, &n.automation)),
+        (
+            "[supervision] share",
+            r.supervision.share != n.supervision.share,
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
 }
 
 /// The addresses actually bound, for tests and logs.
@@ -256,6 +292,9 @@ pub async fn run(
         let _ = tx.send(bound.clone());
     }
 
+    // What the parts were wired with: a reload is compared with this, not with the last
+    // reload, so a change waiting for a restart is named at every reload until then.
+    let wired = station.settings.load().config.clone();
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
@@ -272,6 +311,10 @@ pub async fn run(
                 match load(config_path.as_deref(), &overrides) {
                     Ok(new) => {
                         let accounts = new.accounts.len();
+                        let pending = restart_only_changes(&wired, &new.config);
+                        if !pending.is_empty() {
+                            tracing::warn!(sections = %pending.join(", "), "configuration reloaded, but these changes take effect only at the next restart; until then the running values stay");
+                        }
                         let new = Arc::new(new);
                         supervision.handle.reload(Arc::clone(&new));
                         station.settings.store(new);

@@ -24,6 +24,12 @@ fn push_token(out: &mut String, s: &str) {
         out.push('_');
         return;
     }
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if s.bytes().all(plain) {
+        // Account numbers and class names, nearly always: no character to replace.
+        out.push_str(s);
+        return;
+    }
     out.extend(s.chars().map(|c| {
         if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
             c

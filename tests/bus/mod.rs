@@ -24,7 +24,7 @@ pub mod secure;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,14 +37,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tocsin::protocol::dc09::{parse_frame, CrcForm};
 use tocsin::protocol::encode::{encode, FrameSpec};
 
-/// A port that was free a moment ago. Binding port 0 and closing is racy in principle, but
-/// the kernel hands out ephemeral ports round-robin, so a reuse within the test is unlikely.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
+#[path = "../common/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `deadline`.
 /// Deadlines are generous: they bound a hung test, they do not measure speed.

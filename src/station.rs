@@ -144,11 +144,11 @@ impl Station {
             events: std::mem::take(&mut d.events),
         };
         let classes = class_counts(&record.events);
-        let mut alarms = crate::ops::recent::alarms_of(&record.events);
         if d.key_blocks > 0 {
             self.metrics.key_blocks.inc_by(u64::from(d.key_blocks));
         }
-        let payload = record.into_bytes();
+        let payload = record.to_bytes();
+        let mut alarms = crate::ops::recent::alarms_of(record.events);
 
         // When the reply was ready, if known before the end: the time after a durable
         // append serves both latencies (what follows it is a few counters).
@@ -157,7 +157,13 @@ impl Station {
             Reply::AfterDurable(ack) => {
                 let append_started = Instant::now();
                 let ticket = ack.ticket();
-                match self.journal.append_durable(now_us, payload, ticket).await {
+                // The content key is the record's dedup tag: the journal need not find it.
+                let tag = d.content_key.map(|k| k.0);
+                match self
+                    .journal
+                    .append_durable(now_us, payload, ticket, tag)
+                    .await
+                {
                     Ok(proof) => match ack.release(proof) {
                         Ok(bytes) => {
                             let durable_at = Instant::now();

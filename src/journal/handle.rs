@@ -46,14 +46,25 @@ pub(super) enum Request {
 pub(super) enum Records {
     One((i64, Vec<u8>)),
     Many(Vec<(i64, Vec<u8>)>),
+    /// One record whose tag the caller already knows (see [`Tagger`](super::Tagger)): the
+    /// writer takes it instead of searching the payload for it.
+    Tagged((i64, Vec<u8>), Option<u128>),
 }
 
 impl Records {
     /// Each record's timestamp and payload, in order.
     pub fn as_slice(&self) -> &[(i64, Vec<u8>)] {
         match self {
-            Records::One(r) => std::slice::from_ref(r),
+            Records::One(r) | Records::Tagged(r, _) => std::slice::from_ref(r),
             Records::Many(v) => v,
+        }
+    }
+
+    /// The tag given with the record, if it came with one.
+    pub fn known_tag(&self) -> Option<Option<u128>> {
+        match self {
+            Records::Tagged(_, tag) => Some(*tag),
+            Records::One(_) | Records::Many(_) => None,
         }
     }
 }
@@ -107,15 +118,20 @@ impl JournalHandle {
     /// [`append`](Self::append) returning the journal's proof that this record is durable,
     /// carrying `ticket` back: what a reply that may leave only after the record is on disk
     /// needs to be released (see [`Durable`]).
+    ///
+    /// `tag` is the record's tag as the journal's tagger would find it in `payload` (for a
+    /// frame, its dedup key): given here, the writer does not search the record for it.
     pub async fn append_durable(
         &self,
         ts_micros: i64,
         payload: Vec<u8>,
         ticket: u128,
+        tag: Option<u128>,
     ) -> Result<Durable> {
-        self.append(ts_micros, payload)
+        check_len(&payload)?;
+        self.request(Records::Tagged((ts_micros, payload), tag))
             .await
-            .map(|lsn| Durable::new(lsn, ticket))
+            .map(|lsn| Durable::new(*lsn.start(), ticket))
     }
 
     /// Appends several records with consecutive LSNs that become durable together (same fsync,

@@ -411,13 +411,25 @@ impl Writer {
         let mut lsn = self.seg.next_lsn;
         for p in batch.iter_mut() {
             p.first_lsn = lsn;
+            let known = p.records.known_tag();
             for (ts, payload) in p.records.as_slice() {
                 let need = record::encoded_len(payload.len()) as u64;
                 if self.seg.write_pos + self.buf.len() as u64 + need > self.seg.capacity {
                     self.make_room(lsn, need, ws)?;
                 }
                 record::encode_into(&mut self.buf, lsn, *ts, payload);
-                let tag = self.tagger.and_then(|t| t(payload));
+                let tag = match (self.tagger, known) {
+                    (None, _) => None,
+                    (Some(_), Some(tag)) => {
+                        debug_assert_eq!(
+                            tag,
+                            self.tagger.and_then(|t| t(payload)),
+                            "a record's given tag is the one its payload holds"
+                        );
+                        tag
+                    }
+                    (Some(t), None) => t(payload),
+                };
                 self.seg.summary.add(lsn, *ts, tag);
                 lsn += 1;
             }

@@ -268,13 +268,17 @@ impl AlarmSummary {
     }
 }
 
-/// The summaries of the alarm events among `events` (most frames carry none: then this
-/// allocates nothing).
-pub fn alarms_of(events: &[Event]) -> Vec<AlarmSummary> {
+/// The alarm events among `events`, moved out (most frames carry none: then this
+/// allocates nothing). Kept whole and summarised only when the page asks: under an alarm
+/// storm most of them are pushed out of the latest [`LATEST_ALARMS`] before anyone looks,
+/// and a summary per alarm was a dozen allocations on the frame path.
+pub fn alarms_of(events: Vec<Event>) -> Vec<Event> {
+    if !events.iter().any(|e| e.class == EventClass::Alarm) {
+        return Vec::new();
+    }
     events
-        .iter()
+        .into_iter()
         .filter(|e| e.class == EventClass::Alarm)
-        .map(AlarmSummary::of)
         .collect()
 }
 
@@ -284,7 +288,7 @@ pub fn alarms_of(events: &[Event]) -> Vec<AlarmSummary> {
 #[derive(Debug, Default)]
 pub struct Recent {
     ring: Mutex<Ring>,
-    alarms: Mutex<VecDeque<AlarmSummary>>,
+    alarms: Mutex<VecDeque<Event>>,
 }
 
 impl Recent {
@@ -294,7 +298,7 @@ impl Recent {
 
     /// Counts events kept (journaled) at `now_s` and keeps the alarms among them. Frames
     /// without events (supervision polls, most of the traffic) take no lock here.
-    pub fn record_events(&self, now_s: u64, events: &ClassCounts, alarms: Vec<AlarmSummary>) {
+    pub fn record_events(&self, now_s: u64, events: &ClassCounts, alarms: Vec<Event>) {
         if events.iter().any(|&n| n > 0) {
             self.ring.lock().record_events(now_s, events);
         }
@@ -324,7 +328,12 @@ impl Recent {
 
     /// The latest alarms, newest first.
     pub fn alarms(&self) -> Vec<AlarmSummary> {
-        self.alarms.lock().iter().rev().cloned().collect()
+        self.alarms
+            .lock()
+            .iter()
+            .rev()
+            .map(AlarmSummary::of)
+            .collect()
     }
 }
 
@@ -429,26 +438,23 @@ mod tests {
         assert_eq!(json["events"]["open_close"], 0);
     }
 
-    fn alarm(n: usize) -> AlarmSummary {
-        AlarmSummary {
-            id: format!("id{n}"),
-            received_at: String::new(),
-            account: "1234".into(),
-            code: "BA".into(),
-            category: "burglary",
-            text: String::new(),
-            zone: None,
-            partition: None,
-            user: None,
-            alarm_text: None,
-            site: None,
-            building: None,
-            room: None,
-            location: None,
-            longitude: None,
-            latitude: None,
-            verification: None,
-        }
+    fn alarm(n: usize) -> Event {
+        use crate::protocol::codes::{Category, Qualifier};
+        Event::internal(
+            crate::receiver::event_id::EventId::from_hash(n as u128),
+            time::UtcDateTime::UNIX_EPOCH,
+            "rx",
+            "1234",
+            "BA",
+            (Qualifier::New, EventClass::Alarm, Category::Burglary),
+            String::new(),
+        )
+    }
+
+    fn id(n: usize) -> String {
+        crate::receiver::event_id::EventId::from_hash(n as u128)
+            .as_str()
+            .to_string()
     }
 
     #[test]
@@ -459,8 +465,9 @@ mod tests {
         }
         let a = r.alarms();
         assert_eq!(a.len(), LATEST_ALARMS);
-        assert_eq!(a[0].id, format!("id{}", LATEST_ALARMS + 4));
-        assert_eq!(a[LATEST_ALARMS - 1].id, "id5");
+        assert_eq!(a[0].id, id(LATEST_ALARMS + 4));
+        assert_eq!(a[LATEST_ALARMS - 1].id, id(5));
+        assert_eq!((a[0].account.as_str(), a[0].code.as_str()), ("1234", "BA"));
         assert_eq!(
             r.last_hour_events(T0)[EventClass::Alarm as usize],
             (LATEST_ALARMS + 5) as u64

@@ -83,8 +83,13 @@ impl JournalRecord {
     }
 
     /// The journal payload: the events' index, then the record as JSON.
-    pub fn into_bytes(mut self) -> Vec<u8> {
-        let events = std::mem::take(&mut self.events);
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.to_bytes()
+    }
+
+    /// [`Self::into_bytes`] keeping the record, for a caller that still needs its events.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let events = &self.events;
         // The index's size depends only on the events' texts, so the JSON is written in
         // place after room left for it, and each entry is filled in once its event's span
         // is known: one buffer, no second copy of the JSON.

@@ -102,7 +102,7 @@ impl JournalRecord {
         put(&mut out, &mut at, &(events.len() as u32).to_le_bytes());
         // The JSON is what serde_json would write for the record (an empty list is left
         // out): the record's own fields, then each event.
-        let raw = super::json::write_record_head(&mut out, &self);
+        let raw = super::json::write_record_head(&mut out, self);
         if !events.is_empty() {
             out.extend_from_slice(b",\"events\":[");
             for (i, e) in events.iter().enumerate() {

@@ -8,9 +8,11 @@
 //! earlier turn of the ring is recognised as stale and ignored (or reset on write) without
 //! a timer. Pure: time is a parameter (seconds since the Unix epoch).
 //!
-//! The latest alarms are a short list of bounded copies ([`AlarmSummary`]): only events of
-//! class `alarm` are copied, each text field cut to a few hundred bytes, so a flood of
-//! alarms costs a few small copies each and the list never grows.
+//! The latest alarms: the event lists of the last [`LATEST_ALARMS`] frames that carried an
+//! alarm, kept as they were handed over (a move, no copy, no allocation on the frame
+//! path), and summarised ([`AlarmSummary`], each text field cut to a few hundred bytes)
+//! only when the page asks. Under an alarm storm nearly all of them are pushed out before
+//! anyone looks; the list never grows.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -268,18 +270,14 @@ impl AlarmSummary {
     }
 }
 
-/// The alarm events among `events`, moved out (most frames carry none: then this
-/// allocates nothing). Kept whole and summarised only when the page asks: under an alarm
-/// storm most of them are pushed out of the latest [`LATEST_ALARMS`] before anyone looks,
-/// and a summary per alarm was a dozen allocations on the frame path.
+/// `events` if one of them is an alarm (to keep for the page), else nothing (most frames
+/// carry none: then this keeps nothing).
 pub fn alarms_of(events: Vec<Event>) -> Vec<Event> {
-    if !events.iter().any(|e| e.class == EventClass::Alarm) {
-        return Vec::new();
+    if events.iter().any(|e| e.class == EventClass::Alarm) {
+        events
+    } else {
+        Vec::new()
     }
-    events
-        .into_iter()
-        .filter(|e| e.class == EventClass::Alarm)
-        .collect()
 }
 
 /// The ring and the latest alarms, shared by connection tasks; each lock is held for a
@@ -288,7 +286,8 @@ pub fn alarms_of(events: Vec<Event>) -> Vec<Event> {
 #[derive(Debug, Default)]
 pub struct Recent {
     ring: Mutex<Ring>,
-    alarms: Mutex<VecDeque<Event>>,
+    /// Event lists of frames with an alarm, oldest first.
+    alarms: Mutex<VecDeque<Vec<Event>>>,
 }
 
 impl Recent {
@@ -306,12 +305,10 @@ impl Recent {
             return;
         }
         let mut kept = self.alarms.lock();
-        for a in alarms {
-            if kept.len() >= LATEST_ALARMS {
-                kept.pop_front();
-            }
-            kept.push_back(a);
+        if kept.len() >= LATEST_ALARMS {
+            kept.pop_front();
         }
+        kept.push_back(alarms);
     }
 
     pub fn last_hour(&self, now_s: u64) -> Counts {
@@ -332,6 +329,9 @@ impl Recent {
             .lock()
             .iter()
             .rev()
+            .flat_map(|frame| frame.iter().rev())
+            .filter(|e| e.class == EventClass::Alarm)
+            .take(LATEST_ALARMS)
             .map(AlarmSummary::of)
             .collect()
     }
@@ -472,6 +472,31 @@ mod tests {
             r.last_hour_events(T0)[EventClass::Alarm as usize],
             (LATEST_ALARMS + 5) as u64
         );
+    }
+
+    #[test]
+    fn frames_of_several_events_give_their_alarms_only_newest_first() {
+        use crate::protocol::codes::{Category, Qualifier};
+        let r = Recent::default();
+        let opening = Event::internal(
+            crate::receiver::event_id::EventId::from_hash(999),
+            time::UtcDateTime::UNIX_EPOCH,
+            "rx",
+            "1234",
+            "OP",
+            (Qualifier::New, EventClass::OpenClose, Category::Arming),
+            String::new(),
+        );
+        assert!(alarms_of(vec![opening.clone()]).is_empty());
+        for frame in 0..LATEST_ALARMS {
+            let events = vec![alarm(2 * frame), opening.clone(), alarm(2 * frame + 1)];
+            r.record_events(T0, &ClassCounts::default(), alarms_of(events));
+        }
+        let a = r.alarms();
+        assert_eq!(a.len(), LATEST_ALARMS);
+        assert_eq!(a[0].id, id(2 * LATEST_ALARMS - 1));
+        assert_eq!(a[1].id, id(2 * LATEST_ALARMS - 2));
+        assert!(a.iter().all(|s| s.code == "BA"));
     }
 
     #[test]

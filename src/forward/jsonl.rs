@@ -241,11 +241,11 @@ impl Batch {
 /// many. The events' JSON as stored, by the index; a record without an index (journaled
 /// before it existed) is parsed and its events written as serde_json writes them.
 fn append_lines(rec: &Record, lines: &mut Vec<u8>) -> u64 {
-    match record::routed(&rec.payload) {
-        Some(Ok(events)) => {
+    match record::spans(&rec.payload) {
+        Some(Ok(spans)) => {
             let mut n = 0;
-            for e in events {
-                if let Some(json) = rec.payload.get(e.json) {
+            for span in spans {
+                if let Some(json) = rec.payload.get(span) {
                     lines.extend_from_slice(json);
                     lines.push(b'\n');
                     n += 1;

@@ -185,6 +185,33 @@ pub fn routed(payload: &[u8]) -> Option<Result<Vec<Routed<'_>>, RecordError>> {
     (payload.first() == Some(&INDEXED)).then(|| index(payload).map(|(r, _)| r))
 }
 
+/// Where each event's JSON lies in an indexed payload, without reading the index's
+/// texts (what a sink that writes the JSON as stored needs); `None` for a bare JSON
+/// record, as [`routed`]. Offsets are checked as [`routed`] checks them.
+pub fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
+    (payload.first() == Some(&INDEXED)).then(|| {
+        let mut r = Cursor {
+            rest: payload.get(1..).ok_or(RecordError::Index)?,
+        };
+        let count = u32::from_le_bytes(r.array()?);
+        let mut spans = Vec::with_capacity((count as usize).min(r.rest.len() / 14));
+        for _ in 0..count {
+            let start = u32::from_le_bytes(r.array()?) as usize;
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            for _ in 0..3 {
+                let text = usize::from(u16::from_le_bytes(r.array()?));
+                r.take(text)?;
+            }
+            let end = start.checked_add(len).ok_or(RecordError::Index)?;
+            if end > payload.len() {
+                return Err(RecordError::Index);
+            }
+            spans.push(start..end);
+        }
+        Ok(spans)
+    })
+}
+
 /// Reads the index: the events and the JSON that follows it. Every offset is checked
 /// against the payload, so a damaged index is an error, never a panic.
 fn index(payload: &[u8]) -> Result<(Vec<Routed<'_>>, &[u8]), RecordError> {
@@ -241,6 +268,29 @@ impl<'p> Cursor<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_are_the_routed_events_json() {
+        for n in 0..4 {
+            let events = (0..n)
+                .map(|i| event(&format!("{i:032x}"), "1234"))
+                .collect();
+            let payload =
+                JournalRecord::internal("2024-01-15T12:00:05Z".into(), events).into_bytes();
+            let routed: Vec<_> = routed(&payload)
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.json)
+                .collect();
+            assert_eq!(spans(&payload).unwrap().unwrap(), routed);
+        }
+        assert!(spans(b"{}").is_none());
+        let mut damaged =
+            JournalRecord::internal("x".into(), vec![event(&"1".repeat(32), "1")]).into_bytes();
+        damaged.truncate(12);
+        assert!(spans(&damaged).unwrap().is_err());
+    }
     use crate::protocol::codes::{Category, EventClass, Qualifier};
     use time::macros::utc_datetime;
 

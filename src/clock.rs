@@ -117,6 +117,10 @@ pub fn wall_ms() -> i64 {
     }
 }
 
+/// A reading whose two monotonic readings around the wall clock's lie further apart than
+/// this says nothing reliable (far below [`STEP_THRESHOLD`]).
+const READ_SPREAD_MAX: Duration = Duration::from_millis(50);
+
 /// Watches the clocks until `stop`.
 pub fn spawn(
     state: Arc<ClockState>,
@@ -133,8 +137,18 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
                 _ = look.tick() => {}
             }
-            let mono = i64::try_from(base.elapsed().as_millis()).unwrap_or(i64::MAX);
-            let Some(step) = detector.observe(mono, wall_ms()) else {
+            // The wall clock read between two monotonic readings: a thread stalled between
+            // the readings (a loaded host, a VM's stolen time) would otherwise look like a
+            // step of the stall's length. Such a reading is left out; the next one decides.
+            let before = base.elapsed();
+            let wall = wall_ms();
+            let after = base.elapsed();
+            let spread = after.saturating_sub(before);
+            if spread > READ_SPREAD_MAX {
+                continue;
+            }
+            let mono = i64::try_from((before + spread / 2).as_millis()).unwrap_or(i64::MAX);
+            let Some(step) = detector.observe(mono, wall) else {
                 continue;
             };
             state.record(step);

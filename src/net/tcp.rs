@@ -200,10 +200,16 @@ impl Connection {
         let shutdown = self.shutdown.cancelled();
         tokio::pin!(shutdown);
         let how = loop {
+            // Frames first: when one is already buffered, the loop takes it without polling
+            // the shutdown future (a lock in the token each time); the cheap flag below
+            // still stops a connection that never runs dry.
+            if self.shutdown.is_cancelled() {
+                break "shutdown";
+            }
             let next = tokio::select! {
                 biased;
-                _ = &mut shutdown => break "shutdown",
                 n = frames.next() => n,
+                _ = &mut shutdown => break "shutdown",
                 _ = &mut idle => {
                     let due = last_heard + self.limits.idle_timeout;
                     if tokio::time::Instant::now() < due {

@@ -214,7 +214,10 @@ pub enum ContentError {
     Syntax(&'static str),
     #[error("timestamp is not a valid time")]
     Timestamp,
-    #[error("encrypted frame has no timestamp")]
+    /// DC-09 requires a timestamp in every encrypted message: decrypted content without
+    /// one is what a wrong key's random plaintext looks like when it happens to hold a
+    /// `]`, so it counts as a decryption failure.
+    #[error("encrypted content has no timestamp after decryption (wrong key?)")]
     MissingTimestamp,
 }
 
@@ -222,9 +225,11 @@ impl ContentError {
     pub fn kind(&self) -> &'static str {
         match self {
             ContentError::NoKey => "no_key",
-            ContentError::Decrypt(_) | ContentError::DecryptedSyntax(_) => "decrypt",
+            ContentError::Decrypt(_)
+            | ContentError::DecryptedSyntax(_)
+            | ContentError::MissingTimestamp => "decrypt",
             ContentError::Syntax(_) => "syntax",
-            ContentError::Timestamp | ContentError::MissingTimestamp => "timestamp",
+            ContentError::Timestamp => "timestamp",
         }
     }
 }

@@ -430,12 +430,10 @@ pub fn decide_frame(
                         header_account.unwrap_or("(none)")
                     ),
                 ),
-                ContentError::Decrypt(_) | ContentError::DecryptedSyntax(_) => {
-                    nak(&mut d, NakReason::Decrypt, e.to_string())
-                }
-                ContentError::MissingTimestamp | ContentError::Timestamp => {
-                    nak(&mut d, NakReason::Timestamp, e.to_string())
-                }
+                ContentError::Decrypt(_)
+                | ContentError::DecryptedSyntax(_)
+                | ContentError::MissingTimestamp => nak(&mut d, NakReason::Decrypt, e.to_string()),
+                ContentError::Timestamp => nak(&mut d, NakReason::Timestamp, e.to_string()),
                 ContentError::Syntax(_) => duh(&mut d, DuhReason::Content, e.to_string()),
             }
             return d;

@@ -186,28 +186,15 @@ pub fn routed(payload: &[u8]) -> Option<Result<Vec<Routed<'_>>, RecordError>> {
 }
 
 /// Where each event's JSON lies in an indexed payload, without reading the index's
-/// texts (what a sink that writes the JSON as stored needs); `None` for a bare JSON
-/// record, as [`routed`]. Offsets are checked as [`routed`] checks them.
+/// texts as text (what a sink that writes the JSON as stored needs); `None` for a bare
+/// JSON record, as [`routed`]. Offsets are checked as [`routed`] checks them.
 pub fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
     (payload.first() == Some(&INDEXED)).then(|| {
-        let mut r = Cursor {
-            rest: payload.get(1..).ok_or(RecordError::Index)?,
-        };
-        let count = u32::from_le_bytes(r.array()?);
-        let mut spans = Vec::with_capacity((count as usize).min(r.rest.len() / 14));
-        for _ in 0..count {
-            let start = u32::from_le_bytes(r.array()?) as usize;
-            let len = u32::from_le_bytes(r.array()?) as usize;
-            for _ in 0..3 {
-                let text = usize::from(u16::from_le_bytes(r.array()?));
-                r.take(text)?;
-            }
-            let end = start.checked_add(len).ok_or(RecordError::Index)?;
-            if end > payload.len() {
-                return Err(RecordError::Index);
-            }
-            spans.push(start..end);
-        }
+        let mut spans = Vec::new();
+        walk(payload, |json, _| {
+            spans.push(json);
+            Ok(())
+        })?;
         Ok(spans)
     })
 }
@@ -215,30 +202,41 @@ pub fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
 /// Reads the index: the events and the JSON that follows it. Every offset is checked
 /// against the payload, so a damaged index is an error, never a panic.
 fn index(payload: &[u8]) -> Result<(Vec<Routed<'_>>, &[u8]), RecordError> {
+    let mut events = Vec::new();
+    let rest = walk(payload, |json, [id, account, class]| {
+        let text = |b| std::str::from_utf8(b).map_err(|_| RecordError::Index);
+        events.push(Routed {
+            id: text(id)?,
+            account: text(account)?,
+            class: text(class)?,
+            json,
+        });
+        Ok(())
+    })?;
+    Ok((events, rest))
+}
+
+/// Goes through the index's entries, handing each event's JSON span and its three texts
+/// (id, account, class) as bytes to `entry`; returns the JSON after the index.
+fn walk<'p>(
+    payload: &'p [u8],
+    mut entry: impl FnMut(Range<usize>, [&'p [u8]; 3]) -> Result<(), RecordError>,
+) -> Result<&'p [u8], RecordError> {
     let mut r = Cursor {
         rest: payload.get(1..).ok_or(RecordError::Index)?,
     };
     let count = u32::from_le_bytes(r.array()?);
-    // Each entry takes at least 14 bytes: a damaged count cannot reserve more than that.
-    let mut events = Vec::with_capacity((count as usize).min(r.rest.len() / 14));
     for _ in 0..count {
         let start = u32::from_le_bytes(r.array()?) as usize;
         let len = u32::from_le_bytes(r.array()?) as usize;
-        let id = r.text()?;
-        let account = r.text()?;
-        let class = r.text()?;
+        let texts = [r.text()?, r.text()?, r.text()?];
         let end = start.checked_add(len).ok_or(RecordError::Index)?;
         if end > payload.len() {
             return Err(RecordError::Index);
         }
-        events.push(Routed {
-            id,
-            account,
-            class,
-            json: start..end,
-        });
+        entry(start..end, texts)?;
     }
-    Ok((events, r.rest))
+    Ok(r.rest)
 }
 
 struct Cursor<'p> {
@@ -259,9 +257,9 @@ impl<'p> Cursor<'p> {
         self.take(N)?.try_into().map_err(|_| RecordError::Index)
     }
 
-    fn text(&mut self) -> Result<&'p str, RecordError> {
+    fn text(&mut self) -> Result<&'p [u8], RecordError> {
         let len = usize::from(u16::from_le_bytes(self.array()?));
-        std::str::from_utf8(self.take(len)?).map_err(|_| RecordError::Index)
+        self.take(len)
     }
 }
 

@@ -65,27 +65,25 @@ impl Sinks {
             let s = stop.clone();
             let m = metrics.sink("stdout");
             tasks.push(tokio::spawn(async move {
-                let out = Box::new(tokio::io::stdout());
+                let out = Box::new(std::io::stdout());
                 if let Err(e) = crate::forward::jsonl::run(h, "stdout", out, m, s).await {
                     tracing::error!(error = %e, "stdout sink stopped");
                 }
             }));
         }
         if let Some(path) = &config.output.file {
-            let file = tokio::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(path)
-                .await;
+                .open(path);
             match file {
                 Ok(f) => {
                     let m = metrics.sink("file");
                     let h = journal.clone();
                     let s = stop.clone();
                     tasks.push(tokio::spawn(async move {
-                        let out = tokio::io::BufWriter::new(f);
                         if let Err(e) =
-                            crate::forward::jsonl::run(h, "file", Box::new(out), m, s).await
+                            crate::forward::jsonl::run(h, "file", Box::new(f), m, s).await
                         {
                             tracing::error!(error = %e, "file sink stopped");
                         }

@@ -22,7 +22,8 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::io::Write;
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -60,14 +61,16 @@ pub enum SinkError {
 /// Writes every event journaled after the cursor `name` to `out`, until `shutdown`; then
 /// writes what is already durable and stores the cursor.
 ///
-/// The sink runs on a thread of its own (with a single-threaded runtime for its timers and
-/// its output): as one task among thousands of connections it would wait its turn in the
+/// The sink runs on a thread of its own (with a single-threaded runtime for its timers),
+/// and writes its output and its cursor there with plain blocking calls: an async file
+/// would copy every batch into a buffer of its own and hand it to yet another thread. As
+/// one task among thousands of connections it would wait its turn in the
 /// workers' queues at each step of a batch, hundreds of milliseconds apiece under load, and
 /// fall behind; and its journal reads would hold up those connections.
 pub async fn run(
     journal: JournalHandle,
     name: &str,
-    out: Box<dyn AsyncWrite + Unpin + Send>,
+    out: Box<dyn Write + Send>,
     metrics: super::SinkMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
@@ -81,7 +84,7 @@ pub async fn run(
 async fn run_here(
     journal: JournalHandle,
     name: &str,
-    mut out: Box<dyn AsyncWrite + Unpin + Send>,
+    mut out: Box<dyn Write + Send>,
     metrics: super::SinkMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
@@ -112,7 +115,7 @@ async fn run_here(
                 None => break,
             },
             _ = tokio::time::sleep_until(cursor_due), if batch.last != stored => {
-                store(&cursors, name, batch.last).await?;
+                store(&cursors, name, batch.last)?;
                 stored = batch.last;
                 last_store = Instant::now();
                 continue;
@@ -130,13 +133,13 @@ async fn run_here(
         // Everything durable now, in batches of bounded size.
         loop {
             let more = batch.fill(&mut reader)?;
-            batch.write(&mut out, &metrics).await?;
+            batch.write(&mut out, &metrics)?;
             last_write = Instant::now();
             metrics
                 .backlog
                 .set(journal.durable_lsn().saturating_sub(batch.last) as i64);
             if batch.last != stored && last_store.elapsed() >= CURSOR_EVERY {
-                store(&cursors, name, batch.last).await?;
+                store(&cursors, name, batch.last)?;
                 stored = batch.last;
                 last_store = Instant::now();
             }
@@ -147,22 +150,18 @@ async fn run_here(
     }
     // Drain what is durable now, then record how far we got.
     while batch.fill(&mut reader)? {
-        batch.write(&mut out, &metrics).await?;
+        batch.write(&mut out, &metrics)?;
     }
-    batch.write(&mut out, &metrics).await?;
+    batch.write(&mut out, &metrics)?;
     if batch.last != stored {
-        store(&cursors, name, batch.last).await?;
+        store(&cursors, name, batch.last)?;
     }
     Ok(())
 }
 
-/// Stores the cursor off the async workers: a store is two fsyncs.
-async fn store(cursors: &CursorStore, name: &str, lsn: Lsn) -> Result<(), SinkError> {
-    let (cursors, name) = (cursors.clone(), name.to_owned());
-    match tokio::task::spawn_blocking(move || cursors.store_cursor(&name, lsn)).await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(SinkError::Write(std::io::Error::other(e))),
-    }
+/// Stores the cursor (two fsyncs), blocking this sink's own thread and nobody else.
+fn store(cursors: &CursorStore, name: &str, lsn: Lsn) -> Result<(), SinkError> {
+    Ok(cursors.store_cursor(name, lsn)?)
 }
 
 /// Lines read from the journal and not yet written.
@@ -213,16 +212,16 @@ impl Batch {
 
     /// Writes and flushes the lines, then observes the delivery of every record in them:
     /// one clock read per batch, one histogram sample per record.
-    async fn write(
+    fn write(
         &mut self,
-        out: &mut (dyn AsyncWrite + Unpin + Send),
+        out: &mut (dyn Write + Send),
         metrics: &super::SinkMetrics,
     ) -> Result<(), std::io::Error> {
         if self.lines.is_empty() {
             return Ok(());
         }
-        out.write_all(&self.lines).await?;
-        out.flush().await?;
+        out.write_all(&self.lines)?;
+        out.flush()?;
         self.lines.clear();
         if self.lines.capacity() > 2 * MAX_BATCH_BYTES {
             // A record near the size limit went through: give its room back.
@@ -380,12 +379,12 @@ mod tests {
         }
         let metrics = crate::ops::metrics::Metrics::new().unwrap().sink("file");
         let path = tmp.path().join("events.jsonl");
-        let file = tokio::fs::File::create(&path).await.unwrap();
+        let file = std::fs::File::create(&path).unwrap();
         let stop = CancellationToken::new();
         let sink = tokio::spawn(run(
             journal.handle(),
             "file",
-            Box::new(tokio::io::BufWriter::new(file)),
+            Box::new(file),
             metrics.clone(),
             stop.clone(),
         ));
@@ -425,12 +424,12 @@ mod tests {
             .unwrap();
         let metrics = crate::ops::metrics::Metrics::new().unwrap().sink("file");
         let path = tmp.path().join("events.jsonl");
-        let file = tokio::fs::File::create(&path).await.unwrap();
+        let file = std::fs::File::create(&path).unwrap();
         let stop = CancellationToken::new();
         let sink = tokio::spawn(run(
             journal.handle(),
             "file",
-            Box::new(tokio::io::BufWriter::new(file)),
+            Box::new(file),
             metrics.clone(),
             stop.clone(),
         ));

@@ -240,19 +240,20 @@ impl Batch {
 /// many. The events' JSON as stored, by the index; a record without an index (journaled
 /// before it existed) is parsed and its events written as serde_json writes them.
 fn append_lines(rec: &Record, lines: &mut Vec<u8>) -> u64 {
-    match record::spans(&rec.payload) {
-        Some(Ok(spans)) => {
-            let mut n = 0;
-            for span in spans {
-                if let Some(json) = rec.payload.get(span) {
-                    lines.extend_from_slice(json);
-                    lines.push(b'\n');
-                    n += 1;
-                }
-            }
-            n
+    let mark = lines.len();
+    let mut n = 0;
+    let walked = record::each_span(&rec.payload, |span| {
+        if let Some(json) = rec.payload.get(span) {
+            lines.extend_from_slice(json);
+            lines.push(b'\n');
+            n += 1;
         }
+    });
+    match walked {
+        Some(Ok(())) => n,
         Some(Err(_)) => {
+            // All or none: the lines of the entries before the damage go too.
+            lines.truncate(mark);
             skipped(rec.lsn, "its event index is damaged");
             0
         }
@@ -318,6 +319,41 @@ mod tests {
         e.raw = raw.to_string();
         e.zone = Some("007".into());
         e
+    }
+
+    /// A record whose index is damaged after its first entry gives no line at all, not the
+    /// first event alone: a record's events go out all or none.
+    #[test]
+    fn a_damaged_index_gives_no_line_even_after_a_good_entry() {
+        let events = vec![event("a1", "one", "r"), event("a2", "two", "r")];
+        let mut payload = JournalRecord::internal("t".into(), events).into_bytes();
+        // 0x01, count, then the first entry: start, length and three texts.
+        let mut at = 1 + 4 + 4 + 4;
+        for _ in 0..3 {
+            let len = u16::from_le_bytes([payload[at], payload[at + 1]]) as usize;
+            at += 2 + len;
+        }
+        // The second entry's length now runs past the payload.
+        payload[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let rec = Record {
+            lsn: 7,
+            ts_micros: 0,
+            payload,
+        };
+        let mut lines = b"earlier\n".to_vec();
+        assert_eq!(append_lines(&rec, &mut lines), 0);
+        assert_eq!(lines, b"earlier\n");
+        // Undamaged, the same record gives its two lines.
+        let good = JournalRecord::internal(
+            "t".into(),
+            vec![event("a1", "one", "r"), event("a2", "two", "r")],
+        );
+        let rec = Record {
+            lsn: 8,
+            ts_micros: 0,
+            payload: good.into_bytes(),
+        };
+        assert_eq!(append_lines(&rec, &mut lines), 2);
     }
 
     /// The lines are what parsing each record and writing its events with serde_json gives

@@ -185,17 +185,21 @@ pub fn routed(payload: &[u8]) -> Option<Result<Vec<Routed<'_>>, RecordError>> {
     (payload.first() == Some(&INDEXED)).then(|| index(payload).map(|(r, _)| r))
 }
 
-/// Where each event's JSON lies in an indexed payload, without reading the index's
-/// texts as text (what a sink that writes the JSON as stored needs); `None` for a bare
-/// JSON record, as [`routed`]. Offsets are checked as [`routed`] checks them.
-pub fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
+/// Hands `span` where each event's JSON lies in an indexed payload, in order, without
+/// reading the index's texts as text (what a sink that writes the JSON as stored needs);
+/// `None` for a bare JSON record, as [`routed`]. Offsets are checked as [`routed`] checks
+/// them; on a damaged index the error comes after the spans before the damage, which the
+/// caller drops (a record's events are written all or none).
+pub fn each_span(
+    payload: &[u8],
+    mut span: impl FnMut(Range<usize>),
+) -> Option<Result<(), RecordError>> {
     (payload.first() == Some(&INDEXED)).then(|| {
-        let mut spans = Vec::new();
         walk(payload, |json, _| {
-            spans.push(json);
+            span(json);
             Ok(())
-        })?;
-        Ok(spans)
+        })
+        .map(|_| ())
     })
 }
 
@@ -267,6 +271,11 @@ impl<'p> Cursor<'p> {
 mod tests {
     use super::*;
 
+    fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
+        let mut spans = Vec::new();
+        each_span(payload, |s| spans.push(s)).map(|r| r.map(|()| spans))
+    }
+
     #[test]
     fn spans_are_the_routed_events_json() {
         for n in 0..4 {
@@ -284,6 +293,9 @@ mod tests {
             assert_eq!(spans(&payload).unwrap().unwrap(), routed);
         }
         assert!(spans(b"{}").is_none());
+        let mut seen = 0;
+        assert!(each_span(b"{}", |_| seen += 1).is_none());
+        assert_eq!(seen, 0);
         let mut damaged =
             JournalRecord::internal("x".into(), vec![event(&"1".repeat(32), "1")]).into_bytes();
         damaged.truncate(12);

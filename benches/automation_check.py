@@ -61,6 +61,7 @@ def main():
     p.add_argument("--load", nargs="*", default=[])
     p.add_argument("--surgard", default="01:1")
     p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--min-rate-fraction", type=float, default=0.9)
     args = p.parse_args()
 
     events = list(lines(args.events))
@@ -119,7 +120,7 @@ def main():
         )
         if bad or l["ack"] != l["sent"]:
             failures.append(f"{path}: {bad} frames not acknowledged of {l['sent']}")
-        if args.rate and rate < 0.9 * args.rate:
+        if args.rate and rate < args.min_rate_fraction * args.rate:
             failures.append(f"{path}: {rate:.1f} frames/s acknowledged, asked {args.rate}")
 
     summary = {

@@ -557,6 +557,11 @@ fn automation_outage_loses_nothing_and_reception_goes_on() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("TOCSIN_BIN", env!("CARGO_BIN_EXE_tocsin"))
         .env("BENCH_DIR", env!("CARGO_TARGET_TMPDIR"))
+        // A debug daemon spends ~2 ms of CPU a frame, beside three other tests on two
+        // cores: a catch-up phase once acknowledged 179 frames/s of 200 with every frame
+        // ACKed. A stalled reception still falls far below 80 %; the release benchmark
+        // keeps the 90 % default.
+        .env("MIN_RATE_FRACTION", "0.8")
         .output()
         .expect("run benches/automation-outage.sh (needs bash and python3)");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -327,6 +327,7 @@ mod tests {
     fn a_damaged_index_gives_no_line_even_after_a_good_entry() {
         let events = vec![event("a1", "one", "r"), event("a2", "two", "r")];
         let mut payload = JournalRecord::internal("t".into(), events).into_bytes();
+        let good = payload.clone();
         // 0x01, count, then the first entry: start, length and three texts.
         let mut at = 1 + 4 + 4 + 4;
         for _ in 0..3 {
@@ -344,14 +345,10 @@ mod tests {
         assert_eq!(append_lines(&rec, &mut lines), 0);
         assert_eq!(lines, b"earlier\n");
         // Undamaged, the same record gives its two lines.
-        let good = JournalRecord::internal(
-            "t".into(),
-            vec![event("a1", "one", "r"), event("a2", "two", "r")],
-        );
         let rec = Record {
             lsn: 8,
             ts_micros: 0,
-            payload: good.into_bytes(),
+            payload: good,
         };
         assert_eq!(append_lines(&rec, &mut lines), 2);
     }

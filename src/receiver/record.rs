@@ -270,6 +270,8 @@ impl<'p> Cursor<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::codes::{Category, EventClass, Qualifier};
+    use time::macros::utc_datetime;
 
     fn spans(payload: &[u8]) -> Option<Result<Vec<Range<usize>>, RecordError>> {
         let mut spans = Vec::new();
@@ -301,8 +303,6 @@ mod tests {
         damaged.truncate(12);
         assert!(spans(&damaged).unwrap().is_err());
     }
-    use crate::protocol::codes::{Category, EventClass, Qualifier};
-    use time::macros::utc_datetime;
 
     fn event(id: &str, account: &str) -> Event {
         let mut e = Event::internal(

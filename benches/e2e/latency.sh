@@ -2,7 +2,7 @@
 # ACK latency at a sustainable load: tocsin against the durable floor at the same pace.
 #
 #   benches/e2e/latency.sh [--conns 1000] [--duration 20s] [--peak-duration 8s]
-#                          [--sink file|none] [--rate N] [--pin]
+#                          [--sink file|none] [--rate N] [--pin] [--commit-interval D]
 #
 #   A smoke test (seconds, not figures):
 #       benches/e2e/latency.sh --conns 100 --peak-duration 2s --duration 3s
@@ -26,6 +26,9 @@
 # tocsin's histograms and its threads' scheduler counts over its paced run say where its
 # time went. Prints the results and the bar; writes nothing.
 #
+# --commit-interval sets tocsin's `[journal] commit_interval` (the daemon's default if not
+# given), to weigh its added latency against the CPU it saves under load.
+#
 # --pin runs both servers on CPU 0 and the load generator on CPU 1 (`taskset`), so that the
 # generator's threads do not take the server's CPU at random moments and show up as ACK
 # latency: on two cores that contention is much of an unpinned run's tail.
@@ -43,8 +46,9 @@ SINK=file
 RATE=
 PIN_DAEMON=()
 PIN_LOAD=()
+JOURNAL=
 usage() {
-  echo "usage: $0 [--conns N] [--duration D] [--peak-duration D] [--sink file|none] [--rate N] [--pin]" >&2
+  echo "usage: $0 [--conns N] [--duration D] [--peak-duration D] [--sink file|none] [--rate N] [--pin] [--commit-interval D]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -56,6 +60,8 @@ while [ $# -gt 0 ]; do
       SINK=$2; shift 2
       case "$SINK" in file | none) ;; *) usage ;; esac ;;
     --rate) RATE=$2; shift 2 ;;
+    --commit-interval) JOURNAL="[journal]
+commit_interval = \"$2\""; shift 2 ;;
     --pin)
       command -v taskset >/dev/null || { echo "--pin needs taskset (util-linux)" >&2; exit 1; }
       [ "$(nproc)" -ge 2 ] || { echo "--pin needs two CPUs" >&2; exit 1; }
@@ -119,6 +125,7 @@ file = "accounts.csv"
 [limits]
 max_connections = 19000
 max_connections_per_peer = 19000
+$JOURNAL
 CONF
 "$BIN" check-config "$WORK/tocsin.toml" >/dev/null
 "${PIN_DAEMON[@]}" "$BIN" run --config "$WORK/tocsin.toml" >/dev/null 2>"$WORK/tocsin.log" &

@@ -13,6 +13,13 @@ use tokio_util::codec::Decoder;
 
 use crate::protocol::dc09::MAX_FRAME_LEN;
 
+/// Room the read buffer has before the socket is read when no frame is pending: a typical
+/// frame and its successor fit, so one read takes a whole frame. With less (the space left
+/// behind the frames already cut), a read can stop inside a frame, and that frame then
+/// costs a second read. The connection's buffer starts at this size, and a buffer whose
+/// frames have all been handed on and dropped is reused from its start, without allocating.
+pub const READ_ROOM: usize = 512;
+
 /// What the cutter found in the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cut {
@@ -131,6 +138,7 @@ impl Decoder for Dc09Codec {
             }));
         }
         if buf.is_empty() {
+            buf.reserve(READ_ROOM);
             return Ok(None);
         }
         let (body_start, declared) = match header(buf) {
@@ -138,7 +146,10 @@ impl Decoder for Dc09Codec {
                 body_start,
                 declared,
             } => (body_start, declared),
-            Header::NeedMore => return Ok(None),
+            Header::NeedMore => {
+                buf.reserve(READ_ROOM);
+                return Ok(None);
+            }
             Header::Invalid => return Ok(Some(self.skip_to_next_lf(buf, JunkReason::NotAFrame))),
         };
         let expected_cr = body_start + declared;
@@ -250,6 +261,32 @@ mod tests {
 
     const W1: &[u8] = b"\n72FA0039\"SIA-DCS\"0001L0#1234[#1234|Nri1/BA01]_12:00:00,01-15-2024\r";
     const W3: &[u8] = b"\n11020013\"NULL\"0003L0#1234[]\r";
+
+    #[test]
+    fn after_the_frames_are_cut_a_whole_frame_fits_before_the_next_read() {
+        // As a connection reads: frames arrive one by one into a buffer of READ_ROOM, each is
+        // cut and dropped before the next read. Without room for a whole frame, a read
+        // would stop inside the next one and cost a second read.
+        let mut codec = Dc09Codec::new();
+        let mut buf = BytesMut::with_capacity(READ_ROOM);
+        for _ in 0..20 {
+            assert!(
+                buf.capacity() - buf.len() >= W1.len(),
+                "room {}",
+                buf.capacity()
+            );
+            buf.extend_from_slice(W1);
+            let cut = codec.decode(&mut buf).unwrap();
+            assert_eq!(cut, Some(Cut::Frame(BytesMut::from(W1))));
+            drop(cut);
+            assert_eq!(codec.decode(&mut buf).unwrap(), None);
+            assert!(buf.capacity() >= READ_ROOM, "room {}", buf.capacity());
+        }
+        // A frame's first bytes alone leave room for the rest of it too.
+        buf.extend_from_slice(&W1[..5]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() - buf.len() >= W1.len());
+    }
 
     fn cut_all(chunks: &[&[u8]]) -> Vec<Cut> {
         let mut codec = Dc09Codec::new();

@@ -27,7 +27,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::codec::{Cut, Dc09Codec};
+use super::codec::{Cut, Dc09Codec, READ_ROOM};
 use super::counters::{ConnectionCounters, JunkCounters};
 use super::Limits;
 use crate::receiver::event::Transport;
@@ -185,7 +185,7 @@ struct Connection {
 impl Connection {
     async fn run(self, socket: TcpStream) {
         let (rd, mut wr) = socket.into_split();
-        let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), 512);
+        let mut frames = FramedRead::with_capacity(rd, Dc09Codec::new(), READ_ROOM);
         let mut junk_bytes: u64 = 0;
         let label = self.peer.to_string();
         // One idle timer for the connection's life, and it is not moved on each frame: when
